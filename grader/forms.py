@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+
+from .models import RESERVED_LABELS, Exam, Question, Student, User
+from .services import question_label_normalise
+
+
+class ExamForm(forms.ModelForm):
+    class Meta:
+        model = Exam
+        fields = [
+            "title",
+            "subject",
+            "date",
+            "department",
+            "classes",
+            "pages_per_script",
+            "anonymous",
+            "drop_blank_pages",
+            "co_markers",
+        ]
+        widgets = {
+            "date": forms.DateInput(attrs={"type": "date"}),
+            "co_markers": forms.SelectMultiple(attrs={"size": 6}),
+        }
+        help_texts = {"co_markers": "Teachers who may mark this exam with you (Ctrl+click to pick several)."}
+
+    def __init__(self, *args, owner: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["co_markers"].queryset = User.objects.filter(
+            is_active=True, role__in=[User.Role.TEACHER, User.Role.ADMIN]
+        ).exclude(pk=owner.pk).order_by("last_name", "username")
+        self.fields["co_markers"].label_from_instance = lambda user: user.get_full_name() or user.username
+        if not self.instance.pk:
+            self.initial.setdefault("department", owner.department_id)
+            self.initial.setdefault("drop_blank_pages", settings.DROP_BLANK_PAGES_DEFAULT)
+
+
+class StudentForm(forms.ModelForm):
+    class Meta:
+        model = Student
+        fields = ["student_id", "name", "class_name", "email"]
+
+    def clean_student_id(self) -> str:
+        student_id = self.cleaned_data["student_id"].strip()
+        clash = Student.objects.filter(exam_id=self.instance.exam_id, student_id=student_id).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"{student_id} is already on the roster ({clash.first().name}).")
+        return student_id
+
+
+class QuestionForm(forms.ModelForm):
+    accept_text = forms.CharField(
+        label="Also accept",
+        required=False,
+        help_text="Other accepted answers, separated by |",
+    )
+
+    class Meta:
+        model = Question
+        fields = ["label", "answer", "accept_text", "max_score"]
+        widgets = {"answer": forms.TextInput()}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["accept_text"].initial = " | ".join(self.instance.accept or [])
+        self.fields["max_score"].min_value = Decimal("0")
+
+    def clean_label(self) -> str:
+        label = question_label_normalise(self.cleaned_data["label"])
+        if label.upper() in RESERVED_LABELS:
+            raise forms.ValidationError("NAME, ID and CLASS are the student's details, not questions.")
+        clash = Question.objects.filter(exam_id=self.instance.exam_id, label=label).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"{label} is already in the answer key.")
+        return label
+
+    def clean_max_score(self) -> Decimal:
+        value = self.cleaned_data["max_score"]
+        if value is not None and value < 0:
+            raise forms.ValidationError("The max score cannot be negative.")
+        return value
+
+    def save(self, commit: bool = True) -> Question:
+        self.instance.accept = [part.strip() for part in self.cleaned_data["accept_text"].split("|") if part.strip()]
+        if not self.instance.pk:
+            last = Question.objects.filter(exam_id=self.instance.exam_id).order_by("-order").first()
+            self.instance.order = (last.order + 1) if last else 1
+        return super().save(commit=commit)
+
+
+class SpreadsheetForm(forms.Form):
+    file = forms.FileField(label="Excel file (.xlsx)", widget=forms.ClearableFileInput(attrs={"accept": ".xlsx"}))
+
+
+class TemplateForm(forms.Form):
+    file = forms.FileField(label="Blank exam (PDF)", widget=forms.ClearableFileInput(attrs={"accept": ".pdf"}))
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".pdf,image/*", "multiple": True}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, (list, tuple)):
+            return [super(MultipleFileField, self).clean(item, initial) for item in data]
+        return [super().clean(data, initial)]
+
+
+class ScanUploadForm(forms.Form):
+    files = MultipleFileField(label="Scanned scripts (PDF or images)")
+
+
+class PageMoveForm(forms.Form):
+    """Where a page goes: a script number and a 1-based position, or the tray when no script is given."""
+
+    script = forms.IntegerField(required=False, min_value=1)
+    position = forms.IntegerField(required=False, min_value=1)

@@ -1,0 +1,96 @@
+"""Read access to exams and their parts, with the permission rules in one place.
+
+A teacher sees and changes the exams they own or co-mark. A department head sees every exam of
+their department but changes none. An administrator sees and changes everything. An exam a user
+may not see is reported as missing (404), so ids of other teachers' exams reveal nothing.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+
+from .models import Exam, ScanPage, ScanUpload, Script, User
+
+
+def exam_list_for_user(*, user: User) -> QuerySet[Exam]:
+    exams = Exam.objects.select_related("owner", "department")
+    if user.is_markdesk_admin:
+        return exams
+    visible = Q(owner=user) | Q(co_markers=user)
+    if user.is_department_head and user.department_id:
+        visible |= Q(department_id=user.department_id)
+    return exams.filter(visible).distinct()
+
+
+def exam_can_change(*, user: User, exam: Exam) -> bool:
+    if user.is_markdesk_admin or exam.owner_id == user.pk:
+        return True
+    return exam.co_markers.filter(pk=user.pk).exists()
+
+
+def exam_get_for_user(*, user: User, exam_id: int, change: bool = False) -> Exam:
+    """The exam if ``user`` may see it (and change it, when ``change``); else 404, or 403 for read-only users."""
+    exam = exam_list_for_user(user=user).filter(pk=exam_id).first()
+    if exam is None:
+        raise Http404("No such exam.")
+    if change and not exam_can_change(user=user, exam=exam):
+        raise PermissionDenied("You can read this exam but not change it.")
+    return exam
+
+
+def exam_overview(*, exam: Exam) -> dict:
+    """Counts for the exam page."""
+    return {
+        "students": exam.students.count(),
+        "questions": exam.questions.count(),
+        "template_pages": exam.template_pages.count(),
+        "scripts": exam.scripts.count(),
+        "pages": exam.pages.count(),
+        "flagged_pages": exam.pages.exclude(flag="").count(),
+        "unassigned_pages": exam.pages.filter(script=None, discarded=False).count(),
+        "discarded_pages": exam.pages.filter(discarded=True).count(),
+        "uploads_running": exam.uploads.exclude(status__in=[ScanUpload.Status.DONE, ScanUpload.Status.FAILED]).count(),
+    }
+
+
+def script_list_for_exam(*, exam: Exam) -> QuerySet[Script]:
+    return (
+        exam.scripts.select_related("student")
+        .annotate(
+            page_count=Count("pages", filter=Q(pages__discarded=False)),
+            flag_count=Count("pages", filter=~Q(pages__flag="")),
+        )
+        .order_by("number")
+    )
+
+
+def script_get(*, exam: Exam, number: int) -> Script:
+    script = exam.scripts.select_related("student").filter(number=number).first()
+    if script is None:
+        raise Http404("No such script.")
+    return script
+
+
+def page_list_for_script(*, script: Script) -> QuerySet[ScanPage]:
+    return script.pages.filter(discarded=False).select_related("upload").order_by("position")
+
+
+def page_list_unassigned(*, exam: Exam) -> QuerySet[ScanPage]:
+    return exam.pages.filter(script=None, discarded=False).select_related("upload")
+
+
+def page_list_discarded(*, exam: Exam) -> QuerySet[ScanPage]:
+    return exam.pages.filter(discarded=True).select_related("upload")
+
+
+def page_list_flagged(*, exam: Exam) -> QuerySet[ScanPage]:
+    return exam.pages.exclude(flag="").select_related("upload", "script")
+
+
+def page_get(*, exam: Exam, page_id: int) -> ScanPage:
+    page = exam.pages.select_related("script", "upload").filter(pk=page_id).first()
+    if page is None:
+        raise Http404("No such page.")
+    return page

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.exam_list, name="exam_list"),
+    path("exams/new/", views.exam_create, name="exam_create"),
+    path("exams/<int:exam_id>/", views.exam_detail, name="exam_detail"),
+    path("exams/<int:exam_id>/edit/", views.exam_edit, name="exam_edit"),
+    path("exams/<int:exam_id>/roster/", views.roster, name="roster"),
+    path("exams/<int:exam_id>/roster/import/", views.roster_import, name="roster_import"),
+    path("exams/<int:exam_id>/roster/<int:student_pk>/", views.student_edit, name="student_edit"),
+    path("exams/<int:exam_id>/answer-key/", views.answer_key, name="answer_key"),
+    path("exams/<int:exam_id>/answer-key/import/", views.answer_key_import, name="answer_key_import"),
+    path("exams/<int:exam_id>/answer-key/<int:question_pk>/", views.question_edit, name="question_edit"),
+    path("templates/<slug:kind>.xlsx", views.spreadsheet_template, name="spreadsheet_template"),
+    path("exams/<int:exam_id>/template/", views.template_upload, name="template_upload"),
+    path("exams/<int:exam_id>/template/<int:index>.png", views.template_page_image, name="template_page_image"),
+    path("exams/<int:exam_id>/scans/", views.scans_upload, name="scans_upload"),
+    path("exams/<int:exam_id>/uploads/<int:upload_id>/progress/", views.upload_progress, name="upload_progress"),
+    path("exams/<int:exam_id>/pages/<int:page_id>.jpg", views.page_image, name="page_image"),
+    path("exams/<int:exam_id>/pages/<int:page_id>/<slug:action>/", views.page_action, name="page_action"),
+    path("exams/<int:exam_id>/scripts/new/", views.script_new, name="script_new"),
+    path("exams/<int:exam_id>/scripts/<int:number>/", views.script_detail, name="script_detail"),
+    path("exams/<int:exam_id>/scripts/<int:number>/delete/", views.script_delete, name="script_delete"),
+]

@@ -1,0 +1,414 @@
+"""Views: parse the request, call one service or selector, render. Permissions come from ``selectors``."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
+from PIL import Image
+
+from . import selectors, services
+from .forms import ExamForm, PageMoveForm, QuestionForm, ScanUploadForm, SpreadsheetForm, StudentForm, TemplateForm
+from .models import Question, ScanUpload, Student
+from .spreadsheets import workbook_bytes
+
+logger = logging.getLogger(__name__)
+
+_THUMB_WIDTH = 320
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def _upload_too_large(request: HttpRequest) -> str | None:
+    """Refuse an oversized request before Django reads its body into temporary files."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    limit = settings.MAX_UPLOAD_MB * 1024 * 1024 * max(1, settings.DATA_UPLOAD_MAX_NUMBER_FILES)
+    if length > limit:
+        return f"The upload is {length / 1024 / 1024:.0f} MB, more than markdesk accepts at once."
+    return None
+
+
+def _read_files(request: HttpRequest, form_class):
+    """Bind an upload form; an interrupted or malformed upload becomes a form error, not a crash."""
+    too_large = _upload_too_large(request)
+    if too_large:
+        return None, too_large
+    try:
+        form = form_class(request.POST, request.FILES)
+        valid = form.is_valid()
+    except Exception as error:  # MultiPartParserError, UnreadablePostError: the upload broke off
+        logger.warning("Upload could not be read: %s", error)
+        return None, "The upload was interrupted or damaged before it finished. Nothing was stored; please try again."
+    if not valid:
+        return form, "Choose a file to upload."
+    return form, None
+
+
+# ---------------------------------------------------------------- exams
+
+
+@login_required
+def exam_list(request: HttpRequest) -> HttpResponse:
+    exams = selectors.exam_list_for_user(user=request.user)
+    return render(request, "grader/exam_list.html", {"exams": exams})
+
+
+@login_required
+def exam_create(request: HttpRequest) -> HttpResponse:
+    if request.user.is_department_head:
+        messages.error(request, "Department heads read exams; a teacher creates them.")
+        return redirect("exam_list")
+    form = ExamForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        exam = services.exam_create(owner=request.user, **{key: data[key] for key in form.Meta.fields})
+        messages.success(request, f"Created {exam.title}. Next: the roster, the answer key and the blank exam.")
+        return redirect(exam)
+    return render(request, "grader/exam_form.html", {"form": form})
+
+
+@login_required
+def exam_edit(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    form = ExamForm(request.POST or None, instance=exam, owner=exam.owner)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Exam settings saved.")
+        return redirect(exam)
+    return render(request, "grader/exam_form.html", {"form": form, "exam": exam})
+
+
+@login_required
+def exam_detail(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    context = {
+        "exam": exam,
+        "can_change": selectors.exam_can_change(user=request.user, exam=exam),
+        "counts": selectors.exam_overview(exam=exam),
+        "uploads": exam.uploads.order_by("-created_at"),
+        "scripts": selectors.script_list_for_exam(exam=exam),
+        "template_pages": exam.template_pages.all(),
+        "flagged": selectors.page_list_flagged(exam=exam),
+        "unassigned": selectors.page_list_unassigned(exam=exam),
+        "discarded": selectors.page_list_discarded(exam=exam),
+        "template_form": TemplateForm(),
+        "scan_form": ScanUploadForm(),
+    }
+    return render(request, "grader/exam_detail.html", context)
+
+
+# ---------------------------------------------------------------- roster and answer key
+
+
+def _import_view(request: HttpRequest, exam_id: int, *, kind: str) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    page = "roster" if kind == "roster" else "answer_key"
+    form, problem = _read_files(request, SpreadsheetForm)
+    if problem:
+        messages.error(request, problem)
+        return redirect(page, exam_id=exam.pk)
+    importer = services.roster_import if kind == "roster" else services.answer_key_import
+    noun = "roster" if kind == "roster" else "answer key"
+    try:
+        summary = importer(exam=exam, file=form.cleaned_data["file"])
+    except services.ImportProblems as error:
+        logger.info("Refused %s import for exam %s: %s", noun, exam.pk, error)
+        request.session[f"{kind}_problems"] = {"file": form.cleaned_data["file"].name, "problems": error.problems}
+        return redirect(page, exam_id=exam.pk)
+    messages.success(request, summary.message(noun))
+    return redirect(page, exam_id=exam.pk)
+
+
+@login_required
+def roster(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    can_change = selectors.exam_can_change(user=request.user, exam=exam)
+    form = StudentForm(request.POST or None, instance=Student(exam=exam))
+    if request.method == "POST":
+        selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+        if form.is_valid():
+            student = form.save()
+            messages.success(request, f"Added {student.name} ({student.student_id}).")
+            return redirect("roster", exam_id=exam.pk)
+    context = {
+        "exam": exam,
+        "can_change": can_change,
+        "students": exam.students.all(),
+        "form": form,
+        "import_form": SpreadsheetForm(),
+        "import_problems": request.session.pop("roster_problems", None),
+    }
+    return render(request, "grader/roster.html", context)
+
+
+@login_required
+@require_POST
+def roster_import(request: HttpRequest, exam_id: int) -> HttpResponse:
+    return _import_view(request, exam_id, kind="roster")
+
+
+@login_required
+def student_edit(request: HttpRequest, exam_id: int, student_pk: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    student = get_object_or_404(Student, exam=exam, pk=student_pk)
+    form = StudentForm(request.POST or None, instance=student)
+    if request.method == "POST":
+        if "delete" in request.POST:
+            student.delete()
+            messages.success(request, f"Removed {student.name} from the roster.")
+            return redirect("roster", exam_id=exam.pk)
+        if form.is_valid():
+            form.save()
+            messages.success(request, f"Saved {student.name}.")
+            return redirect("roster", exam_id=exam.pk)
+    return render(request, "grader/record_form.html", {"exam": exam, "form": form, "record": student, "back": "roster"})
+
+
+@login_required
+def answer_key(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    can_change = selectors.exam_can_change(user=request.user, exam=exam)
+    form = QuestionForm(request.POST or None, instance=Question(exam=exam))
+    if request.method == "POST":
+        selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+        if form.is_valid():
+            question = form.save()
+            messages.success(request, f"Added {question.label}.")
+            return redirect("answer_key", exam_id=exam.pk)
+    context = {
+        "exam": exam,
+        "can_change": can_change,
+        "questions": exam.questions.all(),
+        "form": form,
+        "import_form": SpreadsheetForm(),
+        "import_problems": request.session.pop("key_problems", None),
+    }
+    return render(request, "grader/answer_key.html", context)
+
+
+@login_required
+@require_POST
+def answer_key_import(request: HttpRequest, exam_id: int) -> HttpResponse:
+    return _import_view(request, exam_id, kind="key")
+
+
+@login_required
+def question_edit(request: HttpRequest, exam_id: int, question_pk: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    question = get_object_or_404(Question, exam=exam, pk=question_pk)
+    form = QuestionForm(request.POST or None, instance=question)
+    if request.method == "POST":
+        if "delete" in request.POST:
+            question.delete()
+            messages.success(request, f"Removed {question.label} from the answer key.")
+            return redirect("answer_key", exam_id=exam.pk)
+        if form.is_valid():
+            form.save()
+            messages.success(request, f"Saved {question.label}.")
+            return redirect("answer_key", exam_id=exam.pk)
+    return render(
+        request, "grader/record_form.html", {"exam": exam, "form": form, "record": question, "back": "answer_key"}
+    )
+
+
+@login_required
+@require_GET
+def spreadsheet_template(request: HttpRequest, kind: str) -> HttpResponse:
+    if kind == "roster":
+        data = workbook_bytes(
+            title="Roster",
+            headers=services.ROSTER_COLUMNS,
+            rows=[("S1001", "Amira Haddad", "9A", "amira.haddad@example.org"), ("S1002", "Ben Okafor", "9B", "")],
+            notes=[
+                "One row per student. ID and NAME are required; CLASS and EMAIL may be empty.",
+                "IDs must be unique. Importing again updates students with the same ID.",
+                "Column order and header case do not matter; other columns are ignored.",
+            ],
+        )
+        filename = "markdesk-roster-template.xlsx"
+    elif kind == "answer-key":
+        data = workbook_bytes(
+            title="Answer key",
+            headers=(*services.KEY_COLUMNS, *services.KEY_OPTIONAL_COLUMNS),
+            rows=[("Q1", "Na", 1, ""), ("Q2", "carbon dioxide", 1, "CO2|CO₂"), ("Q3", "light travels faster than sound", 2, "")],
+            notes=[
+                "One row per question, in the order of the paper. QUESTION labels match the answer boxes (Q1, Q2, ...).",
+                "MAX_SCORE is a number of marks (0 or more, decimals allowed).",
+                "ACCEPT lists other accepted answers separated by |.",
+            ],
+        )
+        filename = "markdesk-answer-key-template.xlsx"
+    else:
+        return HttpResponseBadRequest("Unknown template.")
+    response = HttpResponse(data, content_type=_XLSX)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# ---------------------------------------------------------------- template and scans
+
+
+@login_required
+@require_POST
+def template_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    form, problem = _read_files(request, TemplateForm)
+    if problem:
+        messages.error(request, problem)
+        return redirect(exam)
+    try:
+        pages = services.template_upload(exam=exam, file=form.cleaned_data["file"])
+    except services.UploadRejected as error:
+        logger.warning("Template refused for exam %s: %s", exam.pk, error)
+        messages.error(request, str(error))
+        return redirect(exam)
+    messages.success(request, f"Blank exam stored: {len(pages)} page(s).")
+    return redirect(f"{exam.get_absolute_url()}#template")
+
+
+@login_required
+@require_POST
+def scans_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    form, problem = _read_files(request, ScanUploadForm)
+    if problem:
+        messages.error(request, problem)
+        return redirect(exam)
+    intake = services.scan_files_accept(exam=exam, files=form.cleaned_data["files"], user=request.user)
+    for upload in intake.accepted:
+        services.scan_upload_enqueue(upload=upload)
+        messages.success(request, f"{upload.original_name}: {upload.pages_total} page(s) queued for processing.")
+    for text in intake.duplicates:
+        messages.warning(request, text)
+    for text in intake.rejected:
+        messages.error(request, text)
+    return redirect(f"{exam.get_absolute_url()}#uploads")
+
+
+@login_required
+@require_GET
+def upload_progress(request: HttpRequest, exam_id: int, upload_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    upload = get_object_or_404(ScanUpload, exam=exam, pk=upload_id)
+    response = render(request, "grader/exam_detail.html#upload-row", {"exam": exam, "upload": upload})
+    if upload.finished:
+        response.status_code = HTMX_STOP_POLLING
+        trigger_client_event(response, "uploadFinished", {"upload": upload.pk, "status": upload.status})
+    return response
+
+
+def _image_response(field, *, thumb: bool) -> HttpResponse:
+    if not thumb:
+        response = FileResponse(field.open("rb"), content_type="image/jpeg" if field.name.endswith(".jpg") else "image/png")
+    else:
+        with field.open("rb") as handle, Image.open(handle) as image:
+            image = image.convert("L")
+            image.thumbnail((_THUMB_WIDTH, _THUMB_WIDTH * 2))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=80)
+        response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+@require_GET
+def page_image(request: HttpRequest, exam_id: int, page_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    page = selectors.page_get(exam=exam, page_id=page_id)
+    return _image_response(page.image, thumb="thumb" in request.GET)
+
+
+@login_required
+@require_GET
+def template_page_image(request: HttpRequest, exam_id: int, index: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    page = get_object_or_404(exam.template_pages, index=index)
+    return _image_response(page.image, thumb="thumb" in request.GET)
+
+
+# ---------------------------------------------------------------- scripts and pages
+
+
+@login_required
+def script_detail(request: HttpRequest, exam_id: int, number: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    script = selectors.script_get(exam=exam, number=number)
+    context = {
+        "exam": exam,
+        "script": script,
+        "pages": selectors.page_list_for_script(script=script),
+        "can_change": selectors.exam_can_change(user=request.user, exam=exam),
+        "script_numbers": list(exam.scripts.values_list("number", flat=True)),
+        "previous": exam.scripts.filter(number__lt=number).order_by("-number").first(),
+        "next": exam.scripts.filter(number__gt=number).order_by("number").first(),
+    }
+    return render(request, "grader/script_detail.html", context)
+
+
+@login_required
+@require_POST
+def script_new(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    script = services.script_create(exam=exam)
+    messages.success(request, f"Created empty script {script.number}: move pages into it from the tray.")
+    return redirect(script)
+
+
+@login_required
+@require_POST
+def script_delete(request: HttpRequest, exam_id: int, number: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    script = selectors.script_get(exam=exam, number=number)
+    if services.script_delete_if_empty(script=script):
+        messages.success(request, f"Deleted empty script {number}.")
+        return redirect(exam)
+    messages.error(request, f"Script {number} still has pages; move or remove them first.")
+    return redirect(script)
+
+
+@login_required
+@require_POST
+def page_action(request: HttpRequest, exam_id: int, page_id: int, action: str) -> HttpResponse:
+    """Reorder, move, remove or restore one page. Answers with a redirect back to where it was used."""
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    page = selectors.page_get(exam=exam, page_id=page_id)
+    back = request.POST.get("next") or reverse("exam_detail", args=[exam.pk])
+    if not back.startswith("/"):
+        back = reverse("exam_detail", args=[exam.pk])
+    if action in ("up", "down") and page.script is not None:
+        step = -1 if action == "up" else 1
+        services.page_move(page=page, script=page.script, position=max(0, page.position + step))
+    elif action == "move":
+        form = PageMoveForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Give a script number and, optionally, a page position (1 or more).")
+            return redirect(back)
+        number, position = form.cleaned_data["script"], form.cleaned_data["position"]
+        target = selectors.script_get(exam=exam, number=number) if number else None
+        services.page_move(page=page, script=target, position=position - 1 if position else None)
+        where = f"script {number}" if target else "the unassigned tray"
+        messages.success(request, f"Moved {page.label} to {where}.")
+    elif action == "remove":
+        services.page_discard(page=page, reason="Removed by a teacher")
+        messages.success(request, f"Removed {page.label}; it is listed under removed pages and can be restored.")
+    elif action == "restore":
+        services.page_move(page=page, script=None)
+        messages.success(request, f"Restored {page.label} to the unassigned tray.")
+    else:
+        return HttpResponseBadRequest("Unknown page action.")
+    return redirect(back)

@@ -1,0 +1,203 @@
+"""Turning uploaded documents (PDF or image files) into page rasters, and measuring pages.
+
+Every page comes out as an RGB ``PIL.Image`` at ``dpi`` dots per inch (150 in the app; an A4 page is
+then 1240x1754 pixels). Nothing here imports Django: the web app, the workers and the headless
+``grade_folder`` command share it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pypdfium2 as pdfium
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+DocumentKind = Literal["pdf", "image"]
+
+# Long enough to find "%PDF-" after the junk some scanners write before it.
+_SNIFF_BYTES = 1024
+# Pages are compared on a coarse grid: a scanner shift of 20 px at 150 dpi moves content about one cell.
+_SIGNATURE_SIZE = (64, 90)
+
+
+class DocumentError(ValueError):
+    """A document that cannot be used; the message is written for the teacher."""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    kind: DocumentKind
+    page_count: int
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Make Pillow refuse images above ``max_pixels`` (a warning turned into an error)."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels // 2  # Pillow raises outright above twice this, warns above it
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _content_kind(path: Path) -> DocumentKind | None:
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if b"%PDF-" in head:
+        return "pdf"
+    try:
+        with Image.open(path) as image:
+            image.format  # noqa: B018 - opening is the test; the format is read lazily
+        return "image"
+    except (UnidentifiedImageError, OSError):
+        return None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "image"
+
+
+def _describe_content(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "it looks like a ZIP or Office file"
+    if head.lstrip().startswith((b"<!DOCTYPE", b"<html", b"<HTML")):
+        return "it looks like a web page"
+    try:
+        head.decode("utf-8")
+        return "it looks like a text file"
+    except UnicodeDecodeError:
+        return "its content is not recognised"
+
+
+def document_inspect(*, path: Path, name: str, max_pixels: int, dpi: int = 150) -> DocumentInfo:
+    """Check that ``path`` is a usable PDF or image and count its pages, without rendering them.
+
+    The content decides the kind, never the file name. Raises ``DocumentError`` for content that is
+    neither, password-protected or damaged PDFs, documents without pages, and pages that would exceed
+    ``max_pixels`` once rendered at ``dpi``.
+    """
+    kind = _content_kind(path)
+    if kind is None:
+        expected = "a PDF" if name.lower().endswith(".pdf") else "a PDF or an image"
+        raise DocumentError(f"{name} is not {expected}: {_describe_content(path)}.")
+    if kind == "pdf":
+        return DocumentInfo(kind="pdf", page_count=_pdf_inspect(path=path, name=name, max_pixels=max_pixels, dpi=dpi))
+    return DocumentInfo(kind="image", page_count=_image_inspect(path=path, name=name, max_pixels=max_pixels))
+
+
+def _pdf_open(path: Path, name: str) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as error:
+        if "password" in str(error).lower():
+            raise DocumentError(f"{name} is password-protected. Save it without a password and upload it again.") from error
+        raise DocumentError(f"{name} is damaged and cannot be read as a PDF ({error}).") from error
+
+
+def _pdf_inspect(*, path: Path, name: str, max_pixels: int, dpi: int) -> int:
+    pdf = _pdf_open(path, name)
+    try:
+        count = len(pdf)
+        if count == 0:
+            raise DocumentError(f"{name} has no pages.")
+        for index in range(count):
+            width_pt, height_pt = pdf.get_page_size(index)
+            pixels = (width_pt / 72 * dpi) * (height_pt / 72 * dpi)
+            if pixels > max_pixels:
+                raise DocumentError(
+                    f"{name}: page {index + 1} is too large to render "
+                    f"({width_pt / 72:.0f}x{height_pt / 72:.0f} inches)."
+                )
+        return count
+    finally:
+        pdf.close()
+
+
+def _image_inspect(*, path: Path, name: str, max_pixels: int) -> int:
+    try:
+        with _pillow_limit(max_pixels), Image.open(path) as image:
+            count = getattr(image, "n_frames", 1)
+            image.verify()
+            return count
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DocumentError(
+            f"{name} is too large an image (more than {max_pixels / 1e6:.0f} megapixels); "
+            "scan at 150-300 dpi and upload again."
+        ) from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DocumentError(f"{name} is a damaged image ({error}).") from error
+
+
+def document_pages(
+    *, path: Path, kind: DocumentKind, max_pixels: int, dpi: int = 150, fallback_width: int | None = None
+) -> Iterator[Image.Image]:
+    """Yield every page of the document as an RGB image at ``dpi``.
+
+    PDF pages are rendered at ``dpi``. Images are rescaled from the resolution they record; an image
+    that records none is scaled to ``fallback_width`` pixels wide (the template page's width) when given.
+    """
+    if kind == "pdf":
+        pdf = _pdf_open(path, path.name)
+        try:
+            for index in range(len(pdf)):
+                page = pdf[index]
+                try:
+                    yield page.render(scale=dpi / 72).to_pil().convert("RGB")
+                finally:
+                    page.close()
+        finally:
+            pdf.close()
+        return
+    with _pillow_limit(max_pixels), Image.open(path) as image:
+        recorded = image.info.get("dpi")
+        for frame in ImageSequence.Iterator(image):
+            page = frame.convert("RGB")
+            if recorded and recorded[0] > 1:
+                scale = dpi / float(recorded[0])
+            elif fallback_width:
+                scale = fallback_width / page.width
+            else:
+                scale = 1.0
+            if abs(scale - 1.0) > 0.01:
+                page = page.resize((round(page.width * scale), round(page.height * scale)), Image.Resampling.LANCZOS)
+            yield page
+
+
+def ink_fraction(image: Image.Image, *, margin: float = 0.04) -> float:
+    """Fraction (0-1) of dark pixels on the page, ignoring a ``margin`` (fraction of each side).
+
+    The page is averaged over 4x4 pixel cells first, so scanner noise and faint bleed-through from the
+    other side of the paper do not count as ink. The margin skips the dark scanner-lid edges.
+    """
+    gray = image.convert("L")
+    small = gray.reduce(4)
+    pixels = np.asarray(small, dtype=np.uint8)
+    height, width = pixels.shape
+    dy, dx = int(height * margin), int(width * margin)
+    inner = pixels[dy : height - dy, dx : width - dx]
+    return float((inner < 128).mean()) if inner.size else 0.0
+
+
+def page_signature(image: Image.Image) -> np.ndarray:
+    """A coarse, zero-mean, unit-length vector of the page's darkness, for ``page_match``."""
+    gray = image.convert("L").resize(_SIGNATURE_SIZE, Image.Resampling.BOX)
+    values = 255.0 - np.asarray(gray, dtype=np.float32)
+    values -= values.mean()
+    norm = float(np.linalg.norm(values))
+    return (values / norm).ravel() if norm > 0 else values.ravel()
+
+
+def page_match(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation in [-1, 1] of two page signatures; pages of the same printed layout score high."""
+    return float(np.dot(a, b))
