@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 
 from .models import RESERVED_LABELS, Exam, Question, Student, User
+from .services import _QUESTION_LABEL as QUESTION_LABEL_PATTERN
 from .services import question_label_normalise
 
 
@@ -74,6 +75,9 @@ class QuestionForm(forms.ModelForm):
         label = question_label_normalise(self.cleaned_data["label"])
         if label.upper() in RESERVED_LABELS:
             raise forms.ValidationError("NAME, ID and CLASS are the student's details, not questions.")
+        if not QUESTION_LABEL_PATTERN.fullmatch(label):
+            # the rule the Excel import applies, so both ways into the key accept the same labels
+            raise forms.ValidationError("Use labels like Q1, Q2a or 3 (letters, digits, at most 32).")
         clash = Question.objects.filter(exam_id=self.instance.exam_id, label=label).exclude(pk=self.instance.pk)
         if clash.exists():
             raise forms.ValidationError(f"{label} is already in the answer key.")
@@ -111,9 +115,12 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        if isinstance(data, (list, tuple)):
-            return [super(MultipleFileField, self).clean(item, initial) for item in data]
-        return [super().clean(data, initial)]
+        items = [item for item in data if item] if isinstance(data, (list, tuple)) else [data] if data else []
+        if not items:
+            if self.required:
+                raise forms.ValidationError(self.error_messages["required"], code="required")
+            return []
+        return [super(MultipleFileField, self).clean(item, initial) for item in items]
 
 
 class ScanUploadForm(forms.Form):

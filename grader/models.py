@@ -138,7 +138,7 @@ class TemplatePage(models.Model):
 
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="template_pages")
     index = models.PositiveSmallIntegerField(help_text="0-based page index")
-    image = models.ImageField(upload_to=_template_page_path, width_field="width", height_field="height")
+    image = models.ImageField(upload_to=_template_page_path)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
 
@@ -229,7 +229,7 @@ class ScanPage(models.Model):
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="pages")
     upload = models.ForeignKey(ScanUpload, on_delete=models.CASCADE, related_name="pages")
     source_index = models.PositiveIntegerField(help_text="0-based page index within the uploaded file")
-    image = models.ImageField(upload_to=_scan_page_path, width_field="width", height_field="height")
+    image = models.ImageField(upload_to=_scan_page_path)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     script = models.ForeignKey(Script, null=True, blank=True, on_delete=models.SET_NULL, related_name="pages")

@@ -335,7 +335,7 @@ def template_upload(*, exam: Exam, file: UploadedFile) -> list[TemplatePage]:
                 exam.template_pdf.save(f"exam-{exam.pk}-template.pdf", File(handle), save=True)
             created = []
             for index, image in enumerate(images):
-                page = TemplatePage(exam=exam, index=index)
+                page = TemplatePage(exam=exam, index=index, width=image.width, height=image.height)
                 page.image.save(f"page-{index + 1}.png", ContentFile(_png_bytes(image)), save=True)
                 created.append(page)
         logger.info("Template for exam %s: %d pages", exam.pk, len(created))
@@ -455,7 +455,14 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
             fallback_width=template_width,
         )
     ):
-        page = ScanPage(exam=exam, upload=upload, source_index=index, ink_fraction=page_tools.ink_fraction(image))
+        page = ScanPage(
+            exam=exam,
+            upload=upload,
+            source_index=index,
+            width=image.width,
+            height=image.height,
+            ink_fraction=page_tools.ink_fraction(image),
+        )
         if signatures:
             signature = page_tools.page_signature(image)
             page.template_match = max(page_tools.page_match(signature, other) for other in signatures)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pikepdf
 import pypdfium2 as pdfium
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
@@ -102,7 +103,19 @@ def _pdf_open(path: Path, name: str) -> pdfium.PdfDocument:
     except pdfium.PdfiumError as error:
         if "password" in str(error).lower():
             raise DocumentError(f"{name} is password-protected. Save it without a password and upload it again.") from error
-        raise DocumentError(f"{name} is damaged and cannot be read as a PDF ({error}).") from error
+        # pdfium refuses a well-formed PDF whose page tree is empty, and its error code is global state
+        # that may still hold an earlier failure, so qpdf tells an empty document from a damaged one.
+        if _pdf_page_count_qpdf(path) == 0:
+            raise DocumentError(f"{name} has no pages.") from error
+        raise DocumentError(f"{name} is damaged and cannot be read as a PDF.") from error
+
+
+def _pdf_page_count_qpdf(path: Path) -> int | None:
+    try:
+        with pikepdf.open(path) as pdf:
+            return len(pdf.pages)
+    except (pikepdf.PdfError, OSError, ValueError):
+        return None
 
 
 def _pdf_inspect(*, path: Path, name: str, max_pixels: int, dpi: int) -> int:
@@ -153,9 +166,12 @@ def document_pages(
             for index in range(len(pdf)):
                 page = pdf[index]
                 try:
-                    yield page.render(scale=dpi / 72).to_pil().convert("RGB")
+                    image = page.render(scale=dpi / 72).to_pil().convert("RGB")
                 finally:
                     page.close()
+                # pdfium rounds the raster size up; an A4 page must come out exactly 1240x1754 at 150 dpi.
+                width_pt, height_pt = pdf.get_page_size(index)
+                yield image.crop((0, 0, round(width_pt / 72 * dpi), round(height_pt / 72 * dpi)))
         finally:
             pdf.close()
         return

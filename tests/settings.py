@@ -16,4 +16,3 @@ from grader.settings import *  # noqa: E402,F403
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
-MEDIA_ROOT = VAR_DIR / "media"  # noqa: F405

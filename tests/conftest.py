@@ -1,0 +1,108 @@
+"""Shared fixtures: people with each role, an exam, and makers of spreadsheets, PDFs and images."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from model_bakery import baker
+from openpyxl import Workbook
+from PIL import Image, ImageDraw
+
+from grader.models import Department, Exam, User
+
+A4_150 = (1240, 1754)
+
+
+class HtmxClient(Client):
+    """A test client whose requests carry the headers htmx sends."""
+
+    def generic(self, *args, headers=None, **kwargs):
+        return super().generic(*args, headers={"HX-Request": "true", **(headers or {})}, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def department(db) -> Department:
+    return baker.make(Department, name="Science")
+
+
+@pytest.fixture
+def teacher(department) -> User:
+    return baker.make(User, username="teacher", role=User.Role.TEACHER, department=department, is_active=True)
+
+
+@pytest.fixture
+def other_teacher(department) -> User:
+    return baker.make(User, username="other", role=User.Role.TEACHER, department=department, is_active=True)
+
+
+@pytest.fixture
+def head(department) -> User:
+    return baker.make(User, username="head", role=User.Role.HEAD, department=department, is_active=True)
+
+
+@pytest.fixture
+def exam(teacher, department) -> Exam:
+    return baker.make(Exam, title="Year 9 Science", owner=teacher, department=department, pages_per_script=2)
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], Client]:
+    def make(user: User, *, htmx: bool = False) -> Client:
+        client = HtmxClient() if htmx else Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+def xlsx_upload(rows: Sequence[Sequence[object]], *, name: str = "sheet.xlsx") -> SimpleUploadedFile:
+    """An .xlsx upload whose first sheet holds ``rows`` (the first row is usually the header)."""
+    workbook = Workbook()
+    for row in rows:
+        workbook.active.append(list(row))
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="application/vnd.ms-excel")
+
+
+def layout_page(layout: int, *, size: tuple[int, int] = A4_150, ink: bool = True) -> Image.Image:
+    """A synthetic printed page; pages with the same ``layout`` look alike, different layouts do not."""
+    page = Image.new("RGB", size, "white")
+    if not ink:
+        return page
+    draw = ImageDraw.Draw(page)
+    width, height = size
+    draw.rectangle([80, 60, width - 80, 160], outline="black", width=4)
+    for row in range(12):
+        top = 220 + row * 120 + (layout * 37) % 90
+        if layout % 2:
+            draw.rectangle([100, top, width // 2, top + 60], fill=(40, 40, 40))
+        else:
+            draw.rectangle([width // 2, top, width - 100, top + 30], fill=(40, 40, 40))
+        draw.line([100, top + 90, width - 100, top + 90], fill="black", width=3)
+    return page
+
+
+def pdf_bytes(pages: Sequence[Image.Image], *, dpi: int = 150) -> bytes:
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="PDF", save_all=True, append_images=list(pages[1:]), resolution=dpi)
+    return buffer.getvalue()
+
+
+def pdf_upload(pages: Sequence[Image.Image], *, name: str = "scans.pdf") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, pdf_bytes(pages), content_type="application/pdf")
+
+
+@pytest.fixture
+def template_pdf() -> SimpleUploadedFile:
+    """A two-page blank exam: page 1 has layout 1, page 2 layout 2."""
+    return pdf_upload([layout_page(1), layout_page(2)], name="blank.pdf")
