@@ -25,7 +25,8 @@ class ExamForm(forms.ModelForm):
             "co_markers",
         ]
         widgets = {
-            "date": forms.DateInput(attrs={"type": "date"}),
+            # <input type="date"> only takes ISO dates; the en-gb default (15/01/2027) shows empty and saves blank
+            "date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
             "co_markers": forms.SelectMultiple(attrs={"size": 6}),
         }
         help_texts = {"co_markers": "Teachers who may mark this exam with you (Ctrl+click to pick several)."}

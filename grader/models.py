@@ -235,7 +235,9 @@ class ScanPage(models.Model):
     script = models.ForeignKey(Script, null=True, blank=True, on_delete=models.SET_NULL, related_name="pages")
     position = models.PositiveSmallIntegerField(null=True, blank=True)
     ink_fraction = models.FloatField(default=0)
-    template_match = models.FloatField(null=True, blank=True, help_text="Correlation with its template page")
+    template_scores = models.JSONField(
+        default=list, blank=True, help_text="Printed features shared with each template page, in template page order"
+    )
     discarded = models.BooleanField(default=False)
     discard_reason = models.CharField(max_length=120, blank=True)
     flag = models.CharField(max_length=300, blank=True, help_text="Why a teacher should look at this page")
@@ -250,3 +252,8 @@ class ScanPage(models.Model):
     @property
     def label(self) -> str:
         return f"{self.upload.original_name} p.{self.source_index + 1}"
+
+    @property
+    def template_match(self) -> int | None:
+        """Printed features shared with the best-matching template page (None without a template)."""
+        return max(self.template_scores) if self.template_scores else None

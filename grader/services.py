@@ -398,12 +398,12 @@ def scan_upload_enqueue(*, upload: ScanUpload) -> None:
     transaction.on_commit(lambda: scan_upload_process_task.delay(upload.pk))
 
 
-def _template_signatures(*, exam: Exam) -> list:
-    signatures = []
+def _template_features(*, exam: Exam) -> list[page_tools.PageFeatures]:
+    features = []
     for page in exam.template_pages.all():
         with page.image.open("rb") as handle:
-            signatures.append(page_tools.page_signature(Image.open(handle)))
-    return signatures
+            features.append(page_tools.page_features(Image.open(handle)))
+    return features
 
 
 def _next_script_number(*, exam: Exam) -> int:
@@ -443,7 +443,7 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
         stale_scripts = set(upload.pages.exclude(script=None).values_list("script_id", flat=True))
         upload.pages.all().delete()
         Script.objects.filter(pk__in=stale_scripts, pages=None).delete()
-    signatures = _template_signatures(exam=exam)
+    templates = _template_features(exam=exam)
     template_width = exam.template_pages.values_list("width", flat=True).first()
     done = 0
     for index, image in enumerate(
@@ -463,9 +463,9 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
             height=image.height,
             ink_fraction=page_tools.ink_fraction(image),
         )
-        if signatures:
-            signature = page_tools.page_signature(image)
-            page.template_match = max(page_tools.page_match(signature, other) for other in signatures)
+        if templates:
+            features = page_tools.page_features(image)
+            page.template_scores = [page_tools.page_match(features, template) for template in templates]
         page.image.save(f"u{upload.pk}-p{index + 1}.jpg", ContentFile(_jpeg_bytes(image)), save=True)
         done += 1
         ScanUpload.objects.filter(pk=upload.pk).update(pages_done=done, pages_total=max(done, upload.pages_total))
@@ -507,15 +507,24 @@ def _scan_upload_group(*, upload: ScanUpload, exam: Exam) -> None:
         for page in leftovers:
             page.flag = "Left over: not enough pages for a whole script."
 
-    template_count = exam.template_pages.count()
-    if template_count:
-        strangers = []
-        for page in kept:
-            if page.template_match is not None and page.template_match < settings.TEMPLATE_MATCH_MIN:
-                page.flag = f"Does not look like a page of this exam (match {page.template_match:.2f})."
-                strangers.append(page.source_index + 1)
-        if strangers:
-            notes.append(f"{_page_list(strangers)} do not look like pages of this exam; check them.")
+    strangers, misplaced = [], []
+    for page in kept:
+        scores = page.template_scores
+        if not scores:
+            continue
+        best = max(range(len(scores)), key=scores.__getitem__)
+        if scores[best] < settings.TEMPLATE_MATCH_MIN:
+            page.flag = f"Does not look like a page of this exam ({scores[best]} printed features match)."
+            strangers.append(page.source_index + 1)
+        elif page.position is not None and page.position < len(scores) and best != page.position:
+            # Only a clear winner counts: pages of one exam share headers and footers.
+            if scores[best] >= 2 * max(scores[page.position], 1):
+                page.flag = f"Looks like page {best + 1} of the exam but is page {page.position + 1} of its script."
+                misplaced.append(page.source_index + 1)
+    if strangers:
+        notes.append(f"{_page_list(strangers)} do not look like pages of this exam; check them.")
+    if misplaced:
+        notes.append(f"{_page_list(misplaced)} seem to be out of order within their scripts.")
 
     ScanPage.objects.bulk_update(pages, ["discarded", "discard_reason", "script", "position", "flag"])
     script_count = full // per_script

@@ -130,8 +130,8 @@ PAGE_DPI = 150
 # Duplex scanners produce empty back pages: a page with less dark ink than this fraction is one.
 BLANK_PAGE_INK_FRACTION = env.float("BLANK_PAGE_INK_FRACTION", default=0.002)
 DROP_BLANK_PAGES_DEFAULT = env.bool("DROP_BLANK_PAGES_DEFAULT", default=True)
-# A scanned page whose correlation with its template page is below this looks like another exam.
-TEMPLATE_MATCH_MIN = env.float("TEMPLATE_MATCH_MIN", default=0.45)
+# A scanned page sharing fewer printed features than this with every template page looks like another exam.
+TEMPLATE_MATCH_MIN = env.int("TEMPLATE_MATCH_MIN", default=15)
 
 # Celery. The default broker keeps messages in files so that nothing but Python is needed.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -175,5 +175,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "weasyprint", "fontTools", "pikepdf")},
 }
