@@ -174,7 +174,7 @@ def roster_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
         else:
             summary.unchanged += 1
     summary.kept = sorted(existing)
-    logger.info("Roster import for exam %s: %s", exam.pk, summary)
+    logger.info("Exam %s: %s", exam.pk, summary.message("roster"))
     return summary
 
 
@@ -264,7 +264,7 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
         else:
             summary.unchanged += 1
     summary.kept = sorted(existing)
-    logger.info("Answer key import for exam %s: %s", exam.pk, summary)
+    logger.info("Exam %s: %s", exam.pk, summary.message("answer key"))
     return summary
 
 
