@@ -22,8 +22,9 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.template.defaultfilters import filesizeformat
 from PIL import Image
 
 from ml import pages as page_tools
@@ -34,6 +35,7 @@ from .spreadsheets import SpreadsheetError, cell_text, sheet_rows
 logger = logging.getLogger(__name__)
 
 ROSTER_COLUMNS = ("ID", "NAME", "CLASS", "EMAIL")
+_ROSTER_FIELDS = {"ID": "student_id", "NAME": "name", "CLASS": "class_name", "EMAIL": "email"}
 KEY_COLUMNS = ("QUESTION", "ANSWER", "MAX_SCORE")
 KEY_OPTIONAL_COLUMNS = ("ACCEPT",)
 _QUESTION_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]{0,31}$")
@@ -107,7 +109,7 @@ def _file_size_check(*, file: UploadedFile) -> None:
     limit = settings.MAX_UPLOAD_MB * 1024 * 1024
     if file.size is not None and file.size > limit:
         raise UploadRejected(
-            f"{file.name} is {file.size / 1024 / 1024:.0f} MB, over the {settings.MAX_UPLOAD_MB} MB limit for one file."
+            f"{file.name} is {filesizeformat(file.size)}, over the {settings.MAX_UPLOAD_MB} MB limit for one file."
         )
 
 
@@ -148,6 +150,10 @@ def roster_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
             seen[student_id] = row.number
         if not name:
             problems.append(f"Row {row.number}: the NAME is empty.")
+        for column, value in (("NAME", name), ("CLASS", class_name), ("EMAIL", email)):
+            limit = Student._meta.get_field(_ROSTER_FIELDS[column]).max_length
+            if len(value) > limit:
+                problems.append(f"Row {row.number}: the {column} is longer than {limit} characters.")
         if email:
             try:
                 validate_email(email)
@@ -367,28 +373,39 @@ def scan_files_accept(*, exam: Exam, files: Sequence[UploadedFile], user: User |
             intake.rejected.append(str(error))
             continue
         try:
-            earlier = ScanUpload.objects.filter(exam=exam, sha256=stored.sha256).first()
-            if earlier is not None:
-                intake.duplicates.append(
-                    f"{file.name} has the same content as {earlier.original_name}, uploaded "
-                    f"{earlier.created_at:%d %b %Y %H:%M}; it was not added again."
-                )
-                continue
-            with transaction.atomic(), stored.path.open("rb") as handle:
-                upload = ScanUpload(
-                    exam=exam,
-                    original_name=file.name[:255],
-                    size=stored.path.stat().st_size,
-                    sha256=stored.sha256,
-                    kind=stored.info.kind,
-                    uploaded_by=user,
-                    pages_total=stored.info.page_count,
-                )
-                upload.file.save(f"{stored.sha256[:16]}{Path(file.name).suffix.lower()[:8]}", File(handle), save=True)
-            intake.accepted.append(upload)
+            if not _upload_duplicate_note(exam=exam, sha256=stored.sha256, name=file.name, intake=intake):
+                try:
+                    with transaction.atomic(), stored.path.open("rb") as handle:
+                        upload = ScanUpload(
+                            exam=exam,
+                            original_name=file.name[:255],
+                            size=stored.path.stat().st_size,
+                            sha256=stored.sha256,
+                            kind=stored.info.kind,
+                            uploaded_by=user,
+                            pages_total=stored.info.page_count,
+                        )
+                        suffix = Path(file.name).suffix.lower()[:8]
+                        upload.file.save(f"{stored.sha256[:16]}{suffix}", File(handle), save=True)
+                    intake.accepted.append(upload)
+                except IntegrityError:
+                    # Another teacher uploaded the same file a moment ago.
+                    upload.file.delete(save=False)
+                    _upload_duplicate_note(exam=exam, sha256=stored.sha256, name=file.name, intake=intake)
         finally:
             stored.path.unlink(missing_ok=True)
     return intake
+
+
+def _upload_duplicate_note(*, exam: Exam, sha256: str, name: str, intake: ScanIntake) -> bool:
+    earlier = ScanUpload.objects.filter(exam=exam, sha256=sha256).first()
+    if earlier is None:
+        return False
+    intake.duplicates.append(
+        f"{name} has the same content as {earlier.original_name}, uploaded "
+        f"{earlier.created_at:%d %b %Y %H:%M}; it was not added again."
+    )
+    return True
 
 
 def scan_upload_enqueue(*, upload: ScanUpload) -> None:
@@ -453,6 +470,7 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
             max_pixels=settings.MAX_IMAGE_PIXELS,
             dpi=settings.PAGE_DPI,
             fallback_width=template_width,
+            name=upload.original_name,
         )
     ):
         page = ScanPage(

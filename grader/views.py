@@ -11,7 +11,9 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 from PIL import Image
@@ -38,7 +40,10 @@ def _upload_too_large(request: HttpRequest) -> str | None:
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     limit = settings.MAX_UPLOAD_MB * 1024 * 1024 * max(1, settings.DATA_UPLOAD_MAX_NUMBER_FILES)
     if length > limit:
-        return f"The upload is {length / 1024 / 1024:.0f} MB, more than markdesk accepts at once."
+        return (
+            f"The upload is {filesizeformat(length)}, more than the {filesizeformat(limit)} markdesk accepts at once "
+            f"({settings.MAX_UPLOAD_MB} MB a file). Upload the files in smaller groups."
+        )
     return None
 
 
@@ -114,6 +119,11 @@ def exam_detail(request: HttpRequest, exam_id: int) -> HttpResponse:
 # ---------------------------------------------------------------- roster and answer key
 
 
+def _problems_key(kind: str, exam_id: int) -> str:
+    """Session key for the problems of a refused import, shown once on that exam's page."""
+    return f"{kind}_problems_{exam_id}"
+
+
 def _import_view(request: HttpRequest, exam_id: int, *, kind: str) -> HttpResponse:
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     page = "roster" if kind == "roster" else "answer_key"
@@ -127,7 +137,10 @@ def _import_view(request: HttpRequest, exam_id: int, *, kind: str) -> HttpRespon
         summary = importer(exam=exam, file=form.cleaned_data["file"])
     except services.ImportProblems as error:
         logger.info("Refused %s import for exam %s: %s", noun, exam.pk, error)
-        request.session[f"{kind}_problems"] = {"file": form.cleaned_data["file"].name, "problems": error.problems}
+        request.session[_problems_key(kind, exam.pk)] = {
+            "file": form.cleaned_data["file"].name,
+            "problems": error.problems,
+        }
         return redirect(page, exam_id=exam.pk)
     messages.success(request, summary.message(noun))
     return redirect(page, exam_id=exam.pk)
@@ -150,7 +163,7 @@ def roster(request: HttpRequest, exam_id: int) -> HttpResponse:
         "students": exam.students.all(),
         "form": form,
         "import_form": SpreadsheetForm(),
-        "import_problems": request.session.pop("roster_problems", None),
+        "import_problems": request.session.pop(_problems_key("roster", exam.pk), None),
     }
     return render(request, "grader/roster.html", context)
 
@@ -195,7 +208,7 @@ def answer_key(request: HttpRequest, exam_id: int) -> HttpResponse:
         "questions": exam.questions.all(),
         "form": form,
         "import_form": SpreadsheetForm(),
-        "import_problems": request.session.pop("key_problems", None),
+        "import_problems": request.session.pop(_problems_key("key", exam.pk), None),
     }
     return render(request, "grader/answer_key.html", context)
 
@@ -387,8 +400,8 @@ def page_action(request: HttpRequest, exam_id: int, page_id: int, action: str) -
     """Reorder, move, remove or restore one page. Answers with a redirect back to where it was used."""
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     page = selectors.page_get(exam=exam, page_id=page_id)
-    back = request.POST.get("next") or reverse("exam_detail", args=[exam.pk])
-    if not back.startswith("/"):
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         back = reverse("exam_detail", args=[exam.pk])
     if action in ("up", "down") and page.script is not None:
         step = -1 if action == "up" else 1
