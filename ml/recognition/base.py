@@ -1,0 +1,49 @@
+"""The recogniser interface every engine implements (EasyOCR on CPU, a Qwen2.5-VL on GPU).
+
+Coordinates are pixels of the page image handed in (the app's pages are 150 dpi rasters), boxes are
+``(x1, y1, x2, y2)`` with x2/y2 exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from PIL import Image
+
+# What a region is expected to hold; engines may restrict their character set accordingly.
+RegionKind = Literal["text", "digits", "number", "name"]
+Lang = Literal["en", "ch"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One box to read on a page. ``index`` is the caller's identifier, echoed in the reading."""
+
+    index: int
+    bbox: tuple[int, int, int, int]  # pixels of the page image, [x1, y1, x2, y2]
+    kind: RegionKind = "text"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What an engine read in one region.
+
+    ``text`` is ``None`` when the engine did not answer for the region (unread), and ``""`` when it
+    answered that the region is empty. ``confidence`` is in [0, 1], or ``None`` when the engine has
+    no calibrated confidence.
+    """
+
+    index: int
+    text: str | None
+    confidence: float | None
+    engine: str
+
+
+class Recognizer(Protocol):
+    name: str
+
+    def read_page(self, *, page: Image.Image, regions: Sequence[Region], lang: Lang = "en") -> list[Reading]:
+        """Read every region of one page; returns one reading per region, in the order given."""
+        ...
