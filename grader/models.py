@@ -238,6 +238,13 @@ class ScanPage(models.Model):
     template_scores = models.JSONField(
         default=list, blank=True, help_text="Printed features shared with each template page, in template page order"
     )
+    template_index = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="0-based template page this scan was aligned to"
+    )
+    transform = models.JSONField(
+        null=True, blank=True, help_text="2x3 affine mapping template pixels to this page's pixels (both 150 dpi)"
+    )
+    alignment_note = models.CharField(max_length=200, blank=True, help_text="Why alignment failed, if it did")
     discarded = models.BooleanField(default=False)
     discard_reason = models.CharField(max_length=120, blank=True)
     flag = models.CharField(max_length=300, blank=True, help_text="Why a teacher should look at this page")

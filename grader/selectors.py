@@ -46,6 +46,7 @@ def exam_overview(*, exam: Exam) -> dict:
         "students": exam.students.count(),
         "questions": exam.questions.count(),
         "template_pages": exam.template_pages.count(),
+        "boxes": exam.boxes.filter(parent=None).count(),
         "scripts": exam.scripts.count(),
         "pages": exam.pages.count(),
         "flagged_pages": exam.pages.exclude(flag="").count(),

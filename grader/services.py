@@ -28,6 +28,7 @@ from django.template.defaultfilters import filesizeformat
 from PIL import Image
 
 from ml import pages as page_tools
+from ml.alignment import alignment_to_dict, page_align
 
 from .models import RESERVED_LABELS, Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from .spreadsheets import SpreadsheetError, cell_text, sheet_rows
@@ -415,12 +416,32 @@ def scan_upload_enqueue(*, upload: ScanUpload) -> None:
     transaction.on_commit(lambda: scan_upload_process_task.delay(upload.pk))
 
 
-def _template_features(*, exam: Exam) -> list[page_tools.PageFeatures]:
-    features = []
-    for page in exam.template_pages.all():
+@dataclass(frozen=True)
+class _TemplatePage:
+    image: Image.Image
+    features: page_tools.PageFeatures
+
+
+def _templates_load(*, exam: Exam) -> list[_TemplatePage]:
+    templates = []
+    for page in exam.template_pages.order_by("index"):
         with page.image.open("rb") as handle:
-            features.append(page_tools.page_features(Image.open(handle)))
-    return features
+            image = Image.open(handle).convert("RGB")
+        templates.append(_TemplatePage(image=image, features=page_tools.page_features(image)))
+    return templates
+
+
+def _page_place(*, page: ScanPage, image: Image.Image, templates: Sequence[_TemplatePage]) -> None:
+    """Find the template page a scanned page shows and register it there (template px -> scan px)."""
+    features = page_tools.page_features(image)
+    page.template_scores = [page_tools.page_match(features, template.features) for template in templates]
+    best = max(range(len(templates)), key=page.template_scores.__getitem__)
+    if page.template_scores[best] < settings.TEMPLATE_MATCH_MIN:
+        return
+    alignment = page_align(template=templates[best].image, scan=image)
+    page.template_index = best
+    page.transform = alignment_to_dict(alignment)
+    page.alignment_note = "" if alignment.ok else alignment.reason
 
 
 def _next_script_number(*, exam: Exam) -> int:
@@ -460,8 +481,9 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
         stale_scripts = set(upload.pages.exclude(script=None).values_list("script_id", flat=True))
         upload.pages.all().delete()
         Script.objects.filter(pk__in=stale_scripts, pages=None).delete()
-    templates = _template_features(exam=exam)
-    template_width = exam.template_pages.values_list("width", flat=True).first()
+    templates = _templates_load(exam=exam)
+    template_width = templates[0].image.width if templates else None
+    ScanUpload.objects.filter(pk=upload.pk).update(stage="Reading and aligning pages")
     done = 0
     for index, image in enumerate(
         page_tools.document_pages(
@@ -481,9 +503,8 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
             height=image.height,
             ink_fraction=page_tools.ink_fraction(image),
         )
-        if templates:
-            features = page_tools.page_features(image)
-            page.template_scores = [page_tools.page_match(features, template) for template in templates]
+        if templates and page.ink_fraction >= settings.BLANK_PAGE_INK_FRACTION:
+            _page_place(page=page, image=image, templates=templates)
         page.image.save(f"u{upload.pk}-p{index + 1}.jpg", ContentFile(_jpeg_bytes(image)), save=True)
         done += 1
         ScanUpload.objects.filter(pk=upload.pk).update(pages_done=done, pages_total=max(done, upload.pages_total))
@@ -525,7 +546,7 @@ def _scan_upload_group(*, upload: ScanUpload, exam: Exam) -> None:
         for page in leftovers:
             page.flag = "Left over: not enough pages for a whole script."
 
-    strangers, misplaced = [], []
+    strangers, misplaced, unaligned = [], [], []
     for page in kept:
         scores = page.template_scores
         if not scores:
@@ -534,6 +555,9 @@ def _scan_upload_group(*, upload: ScanUpload, exam: Exam) -> None:
         if scores[best] < settings.TEMPLATE_MATCH_MIN:
             page.flag = f"Does not look like a page of this exam ({scores[best]} printed features match)."
             strangers.append(page.source_index + 1)
+        elif page.alignment_note:
+            page.flag = f"Could not be aligned to the blank exam ({page.alignment_note}); boxes are placed uncorrected."
+            unaligned.append(page.source_index + 1)
         elif page.position is not None and page.position < len(scores) and best != page.position:
             # Only a clear winner counts: pages of one exam share headers and footers.
             if scores[best] >= 2 * max(scores[page.position], 1):
@@ -541,6 +565,8 @@ def _scan_upload_group(*, upload: ScanUpload, exam: Exam) -> None:
                 misplaced.append(page.source_index + 1)
     if strangers:
         notes.append(f"{_page_list(strangers)} do not look like pages of this exam; check them.")
+    if unaligned:
+        notes.append(f"{_page_list(unaligned)} could not be aligned; check their boxes.")
     if misplaced:
         notes.append(f"{_page_list(misplaced)} seem to be out of order within their scripts.")
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -29,4 +29,5 @@ urlpatterns = [
     path("exams/<int:exam_id>/scripts/new/", views.script_new, name="script_new"),
     path("exams/<int:exam_id>/scripts/<int:number>/", views.script_detail, name="script_detail"),
     path("exams/<int:exam_id>/scripts/<int:number>/delete/", views.script_delete, name="script_delete"),
+    path("", include("annotations.urls")),
 ]

@@ -209,6 +209,10 @@ def ink_fraction(image: Image.Image, *, margin: float = 0.04) -> float:
     return float((inner < 140).mean()) if inner.size else 0.0
 
 
+# Features are found on a half-size page: fast, and still sharp enough to place a page within a pixel.
+_FEATURE_SCALE = 0.5
+
+
 @dataclass(frozen=True)
 class PageFeatures:
     """ORB keypoints of a page at half resolution, for ``page_match``. Points are in half-scale pixels."""
@@ -219,9 +223,46 @@ class PageFeatures:
 
 def page_features(image: Image.Image, *, count: int = 1500) -> PageFeatures:
     gray = np.asarray(image.convert("L"))
-    small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(gray, None, fx=_FEATURE_SCALE, fy=_FEATURE_SCALE, interpolation=cv2.INTER_AREA)
     keypoints, descriptors = cv2.ORB_create(nfeatures=count).detectAndCompute(small, None)
     return PageFeatures(points=np.float32([point.pt for point in keypoints]).reshape(-1, 2), descriptors=descriptors)
+
+
+@dataclass(frozen=True)
+class FeatureFit:
+    """The similarity transform most matched features of two pages agree on.
+
+    ``matrix`` is a 2x3 affine (float64) mapping full-resolution pixels of the first page to full-resolution
+    pixels of the second, or None when no transform was found; ``inliers`` counts the features that agree.
+    """
+
+    matrix: np.ndarray | None
+    inliers: int
+
+
+def features_fit(*, source: PageFeatures, target: PageFeatures, threshold: float = 6.0) -> FeatureFit:
+    """RANSAC fit of a similarity transform (shift, rotation, uniform scale) from ``source`` to ``target``.
+
+    ``threshold`` is the largest distance, in full-resolution pixels of the second page, at which a matched
+    feature still agrees.
+    """
+    if source.descriptors is None or target.descriptors is None:
+        return FeatureFit(matrix=None, inliers=0)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(source.descriptors, target.descriptors)
+    if len(matches) < 6:
+        return FeatureFit(matrix=None, inliers=0)
+    start = source.points[[match.queryIdx for match in matches]]
+    end = target.points[[match.trainIdx for match in matches]]
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        start, end, method=cv2.RANSAC, ransacReprojThreshold=threshold * _FEATURE_SCALE
+    )
+    if matrix is None or inliers is None:
+        return FeatureFit(matrix=None, inliers=0)
+    # Half-scale pixel centre x lies at full-scale (x + 0.5) / scale - 0.5; conjugating by that map keeps the
+    # linear part and rescales the shift.
+    offset = 0.5 / _FEATURE_SCALE - 0.5
+    matrix[:, 2] = matrix[:, 2] / _FEATURE_SCALE + offset - matrix[:, :2] @ np.full(2, offset)
+    return FeatureFit(matrix=matrix, inliers=int(inliers.sum()))
 
 
 def page_match(a: PageFeatures, b: PageFeatures) -> int:
@@ -230,12 +271,4 @@ def page_match(a: PageFeatures, b: PageFeatures) -> int:
     Scans of the same printed page typically share 30 to several hundred; different layouts share
     fewer than 15, because the features they have in common do not line up under one transform.
     """
-    if a.descriptors is None or b.descriptors is None:
-        return 0
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(a.descriptors, b.descriptors)
-    if len(matches) < 6:
-        return 0
-    source = a.points[[match.queryIdx for match in matches]]
-    target = b.points[[match.trainIdx for match in matches]]
-    _, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=3.0)
-    return int(inliers.sum()) if inliers is not None else 0
+    return features_fit(source=a, target=b).inliers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -13,6 +14,7 @@ from openpyxl import Workbook
 from PIL import Image, ImageDraw
 
 from grader.models import Department, Exam, User
+from ml.demo_data import DemoConfig, demo_build
 
 A4_150 = (1240, 1754)
 
@@ -100,6 +102,21 @@ def pdf_bytes(pages: Sequence[Image.Image], *, dpi: int = 150) -> bytes:
 
 def pdf_upload(pages: Sequence[Image.Image], *, name: str = "scans.pdf") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, pdf_bytes(pages), content_type="application/pdf")
+
+
+@pytest.fixture(scope="session")
+def demo_folder_for(tmp_path_factory) -> Callable[..., Path]:
+    """Generated demo exam folders (ml.demo_data), built once per configuration for the whole run."""
+    built: dict[DemoConfig, Path] = {}
+
+    def build(**config) -> Path:
+        key = DemoConfig(**config)
+        if key not in built:
+            built[key] = tmp_path_factory.mktemp("demo")
+            demo_build(out_dir=built[key], config=key)
+        return built[key]
+
+    return build
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pytest
 
 from grader import services
 from grader.models import ScanUpload, User
-from ml.demo_data import DemoConfig, demo_build
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,11 +19,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("demo")
-    demo_build(out_dir=folder, config=DemoConfig(students=4, absent=1, seed=3))
-    return folder
+@pytest.fixture
+def demo_folder(demo_folder_for) -> Path:
+    return demo_folder_for(students=4, absent=1, seed=3)
 
 
 @pytest.fixture

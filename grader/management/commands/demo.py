@@ -16,6 +16,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from annotations import services as box_services
 from grader import services
 from grader.models import Department, Exam, User
 from ml.demo_data import EXAM_DATE, TITLE, DemoConfig, demo_build
@@ -66,6 +67,9 @@ class Command(BaseCommand):
             self._import(services.answer_key_import, exam, folder / "answers.xlsx")
         with (folder / "template.pdf").open("rb") as handle:
             services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
+        box_services.boxes_import(
+            exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=teacher
+        )
         with (folder / "scans.pdf").open("rb") as handle:
             intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
         if intake.rejected:
@@ -76,6 +80,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Loaded the demo exam {exam.pk}: {exam.students.count()} students, {exam.questions.count()} questions, "
+                f"{exam.boxes.count()} answer boxes, "
                 f"{exam.scripts.count()} scripts in {time.monotonic() - started:.1f}s."
             )
         )

@@ -1,0 +1,82 @@
+"""Read models for the box editor and the per-script box view (plain dicts, ready for JSON).
+
+Boxes are ``[x1, y1, x2, y2]`` in pixels at 150 dpi: template pixels in ``editor_state``, scan pixels
+of the script's page in ``script_state`` (with the template box alongside).
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from grader.models import RESERVED_LABELS, Exam, Script
+
+from . import services
+from .models import AnswerBox, SuggestedBox
+
+
+def box_as_dict(box: AnswerBox) -> dict:
+    return {
+        "id": box.pk,
+        "page": box.page,
+        "label": box.label,
+        "bbox": list(box.bbox),
+        "parent": box.parent_id,
+        "order": box.order,
+        "question": box.question_id,
+    }
+
+
+def editor_state(*, exam: Exam) -> dict:
+    """Everything the template editor needs: pages, boxes (with steps), question labels, suggestions."""
+    return {
+        "unit": "px@150dpi",
+        "pages": [
+            {
+                "index": page.index,
+                "width": page.width,
+                "height": page.height,
+                "image": reverse("template_page_image", args=[exam.pk, page.index]),
+            }
+            for page in exam.template_pages.order_by("index")
+        ],
+        "boxes": [box_as_dict(box) for box in exam.boxes.order_by("page", "parent_id", "order", "y1", "x1")],
+        "labels": [*RESERVED_LABELS, *exam.questions.values_list("label", flat=True)],
+        "suggestions": [
+            {"id": s.pk, "page": s.page, "bbox": list(s.bbox), "score": round(s.score, 3), "source": s.source}
+            for s in exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING)
+        ],
+    }
+
+
+def script_box_as_dict(*, script: Script, box: AnswerBox) -> dict:
+    placed = services.box_on_script(script=script, box=box)
+    return {
+        "id": box.pk,
+        "label": box.label,
+        "template_page": box.page,
+        "template_bbox": list(box.bbox),
+        "scan_page": placed[0].pk if placed else None,
+        "bbox": list(placed[1]) if placed else None,
+        "adjusted": placed[2] if placed else False,
+    }
+
+
+def script_state(*, script: Script) -> dict:
+    """The script's pages (with alignment status) and every top-level box placed on them."""
+    exam = script.exam
+    return {
+        "unit": "px@150dpi",
+        "pages": [
+            {
+                "id": page.pk,
+                "position": page.position,
+                "width": page.width,
+                "height": page.height,
+                "image": reverse("page_image", args=[exam.pk, page.pk]),
+                "aligned": page.transform is not None and not page.alignment_note,
+                "alignment_note": page.alignment_note,
+            }
+            for page in script.pages.filter(discarded=False).order_by("position")
+        ],
+        "boxes": [script_box_as_dict(script=script, box=box) for box in exam.boxes.filter(parent=None)],
+    }

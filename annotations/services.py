@@ -1,0 +1,326 @@
+"""Drawing, importing and exporting answer boxes; adjusting one script's box.
+
+Template boxes are ``[x1, y1, x2, y2]`` in template-page pixels at 150 dpi; adjustments are in scan
+pixels of the script's page (also 150 dpi). Every change locks the exam row so that two teachers
+editing boxes at once are serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from django.db import transaction
+from django.db.models import F, Max
+from PIL import Image
+
+from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, Script, User
+from grader.services import _QUESTION_LABEL, question_label_normalise
+from ml import boxes as box_tools
+from ml.alignment import alignment_from_dict, box_map
+from ml.suggest import boxes_suggest
+
+from .models import AnswerBox, BoxAdjustment, SuggestedBox
+
+logger = logging.getLogger(__name__)
+
+BoxFormat = Literal["annotations", "regions", "hgbench"]
+# Steps may overhang their parent by this many pixels: a teacher drags by hand.
+_STEP_TOLERANCE = 2
+
+
+class BoxRejected(ValueError):
+    """A box change or an imported file was refused; ``problems`` say why. Nothing was changed."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def _page_sizes(exam: Exam) -> list[tuple[int, int]]:
+    return [(page.width, page.height) for page in exam.template_pages.order_by("index")]
+
+
+def _label_clean(raw: str) -> str:
+    label = question_label_normalise(raw.strip())
+    return label.upper() if label.upper() in RESERVED_LABELS else label
+
+
+def _label_problem(label: str) -> str | None:
+    """Why ``label`` (cleaned) cannot name a box, or None: the answer key's rule for question labels."""
+    if not label or label in RESERVED_LABELS or _QUESTION_LABEL.fullmatch(label):
+        return None  # an empty label is reported by boxes_validate
+    return f"Unknown label {label!r}: use NAME, ID, CLASS or a question label like Q1, Q2a or 3 (letters, digits, at most 32)."
+
+
+def _question_for(exam: Exam, label: str) -> Question | None:
+    """The answer-key question a box label stands for, created when the key does not have it yet."""
+    if label in RESERVED_LABELS:
+        return None
+    question = exam.questions.filter(label=label).first()
+    if question is None:
+        order = (exam.questions.aggregate(top=Max("order"))["top"] or 0) + 1
+        question = Question.objects.create(exam=exam, label=label, order=order)
+    return question
+
+
+@transaction.atomic
+def box_save(
+    *,
+    exam: Exam,
+    page: int,
+    bbox: Sequence[float],
+    label: str,
+    user: User | None,
+    box: AnswerBox | None = None,
+    parent: AnswerBox | None = None,
+) -> AnswerBox:
+    """Create or update a box (template pixels). A step box (``parent`` given) takes its parent's label."""
+    Exam.objects.select_for_update().get(pk=exam.pk)
+    sizes = _page_sizes(exam)
+    if parent is not None:
+        label = parent.label
+        page = parent.page
+    label = _label_clean(label)
+    candidate = box_tools.AnswerBox(label=label, page=page, bbox=tuple(int(round(v)) for v in bbox))
+    problems = box_tools.boxes_validate(boxes=[candidate], page_sizes=sizes)
+    if parent is None and (bad_label := _label_problem(label)):
+        problems.append(bad_label)
+    if parent is None:
+        clash = exam.boxes.filter(parent=None, label=label).exclude(pk=box.pk if box else None).first()
+        if clash is not None:
+            problems.append(f"There is already a {label} box (page {clash.page + 1}).")
+    else:
+        if parent.is_identity:
+            problems.append("NAME, ID and CLASS boxes cannot have steps.")
+        if not box_tools.box_contains(parent.bbox, candidate.bbox, tolerance=_STEP_TOLERANCE):
+            problems.append(f"A step must lie inside its {parent.label} box.")
+    if problems:
+        raise BoxRejected(problems)
+
+    if box is None:
+        box = AnswerBox(exam=exam)
+        if parent is not None:
+            box.parent = parent
+            box.order = (parent.steps.aggregate(top=Max("order"))["top"] or 0) + 1
+    old_bbox = box.bbox if box.pk else None
+    box.page, box.label, box.bbox, box.updated_by = page, label, candidate.bbox, user
+    box.question = None if box.parent_id else _question_for(exam, label)
+    box.save()
+    if box.parent_id is None:
+        box.steps.update(label=label, page=page)
+        if old_bbox is not None and _same_size(old_bbox, box.bbox):
+            # A question moved without resizing carries its steps along.
+            dx, dy = box.x1 - old_bbox[0], box.y1 - old_bbox[1]
+            box.steps.update(x1=F("x1") + dx, y1=F("y1") + dy, x2=F("x2") + dx, y2=F("y2") + dy)
+        outside = [step for step in box.steps.all() if not box_tools.box_contains(box.bbox, step.bbox, tolerance=_STEP_TOLERANCE)]
+        if outside:
+            raise BoxRejected([f"{len(outside)} step(s) of {label} would end up outside it; move them first."])
+    return box
+
+
+def _same_size(a: Sequence[int], b: Sequence[int]) -> bool:
+    return a[2] - a[0] == b[2] - b[0] and a[3] - a[1] == b[3] - b[1]
+
+
+@transaction.atomic
+def box_delete(*, box: AnswerBox) -> None:
+    """Delete a box with its steps and per-script adjustments; its question stays in the answer key."""
+    Exam.objects.select_for_update().get(pk=box.exam_id)
+    box.delete()
+    if box.parent_id:
+        for order, step in enumerate(AnswerBox.objects.filter(parent_id=box.parent_id).order_by("order"), start=1):
+            AnswerBox.objects.filter(pk=step.pk).update(order=order)
+
+
+def _boxes_parse(*, exam: Exam, fmt: BoxFormat, data: str | bytes, page: int | None) -> list[box_tools.AnswerBox]:
+    sizes = _page_sizes(exam)
+    if not sizes:
+        raise BoxRejected(["Upload the blank exam first: boxes are placed on its pages."])
+    try:
+        if fmt == "annotations":
+            return box_tools.annotations_load(data=data, page_sizes=sizes)
+        if fmt == "hgbench":
+            return box_tools.hgbench_load(data=data, page_sizes=sizes)
+        return box_tools.region_list_load(data=data, page=page or 0, labels=None, page_sizes=sizes)
+    except box_tools.BoxFormatError as error:
+        raise BoxRejected(error.problems) from error
+
+
+@transaction.atomic
+def boxes_import(
+    *, exam: Exam, fmt: BoxFormat, data: str | bytes, user: User | None, page: int | None = None
+) -> dict[str, int]:
+    """Replace the exam's boxes (or one page's, for the per-page region list) with those in a file.
+
+    All or nothing: a malformed file raises ``BoxRejected`` with every problem. Boxes are matched by
+    label, so a box that keeps its label keeps its per-script adjustments.
+    """
+    Exam.objects.select_for_update().get(pk=exam.pk)
+    incoming = _boxes_parse(exam=exam, fmt=fmt, data=data, page=page)
+    cleaned = [_label_clean(box.label) for box in incoming]
+    problems = [problem for label in cleaned if (problem := _label_problem(label))]
+    problems += [f"{label} is in the file twice." for label in sorted({label for label in cleaned if cleaned.count(label) > 1})]
+    if problems:
+        raise BoxRejected(problems)
+    existing = exam.boxes.filter(parent=None)
+    if fmt == "regions":
+        # A region list holds one page's question boxes only: NAME, ID and CLASS boxes stay.
+        existing = existing.filter(page=page or 0).exclude(label__in=RESERVED_LABELS)
+        others = exam.boxes.filter(parent=None).exclude(page=page or 0).values_list("label", flat=True)
+        clashes = sorted({box.label for box in incoming} & set(others))
+        if clashes:
+            raise BoxRejected([f"{label} is already on another page." for label in clashes])
+    by_label = {box.label: box for box in existing}
+    kept = set()
+    for incoming_box in incoming:
+        label = _label_clean(incoming_box.label)
+        box = by_label.get(label) or AnswerBox(exam=exam, label=label)
+        box.page, box.bbox, box.updated_by = incoming_box.page, incoming_box.bbox, user
+        box.question = _question_for(exam, label)
+        box.save()
+        box.steps.all().delete()
+        for order, step in enumerate(incoming_box.steps, start=1):
+            AnswerBox.objects.create(
+                exam=exam, page=box.page, label=label, parent=box, order=order, bbox=step.bbox, updated_by=user
+            )
+        kept.add(box.pk)
+    removed = existing.exclude(pk__in=kept)
+    removed_count = removed.count()
+    removed.delete()
+    logger.info("Exam %s: imported %d boxes (%s), removed %d", exam.pk, len(incoming), fmt, removed_count)
+    return {"imported": len(incoming), "removed": removed_count}
+
+
+def _as_records(exam: Exam) -> list[box_tools.AnswerBox]:
+    records = []
+    for box in exam.boxes.filter(parent=None).prefetch_related("steps"):
+        steps = tuple(
+            box_tools.AnswerBox(label=str(step.order), page=box.page, bbox=step.bbox) for step in box.steps.order_by("order")
+        )
+        records.append(box_tools.AnswerBox(label=box.label, page=box.page, bbox=box.bbox, steps=steps))
+    return records
+
+
+def boxes_export(*, exam: Exam, fmt: BoxFormat, page: int | None = None) -> str:
+    """The exam's boxes as a file: seed-001 annotations.json or HG-Bench JSON, or one page's region list."""
+    records = _as_records(exam)
+    if fmt == "annotations":
+        return box_tools.annotations_dump(boxes=records)
+    if fmt == "hgbench":
+        return box_tools.hgbench_dump(boxes=records, page_sizes=_page_sizes(exam))
+    return box_tools.region_list_dump(boxes=records, page=page or 0)
+
+
+# ---------------------------------------------------------------- boxes on scripts
+
+
+def script_page_for_box(*, script: Script, box: AnswerBox) -> ScanPage | None:
+    """The script's page that shows the box's template page: the page aligned to it, else the one at
+    that position (a page scanned out of order is still found)."""
+    pages = script.pages.filter(discarded=False)
+    return pages.filter(template_index=box.page).order_by("position").first() or pages.filter(position=box.page).first()
+
+
+def box_on_script(*, script: Script, box: AnswerBox) -> tuple[ScanPage, tuple[int, int, int, int], bool] | None:
+    """Where ``box`` lies on ``script``: (page, bbox in scan pixels, adjusted?), or None without a page.
+
+    A teacher's adjustment wins; otherwise the template box is mapped through the page's alignment
+    (the identity when the page could not be aligned).
+    """
+    page = script_page_for_box(script=script, box=box)
+    if page is None:
+        return None
+    adjustment = BoxAdjustment.objects.filter(script=script, box=box).first()
+    if adjustment is not None:
+        return page, adjustment.bbox, True
+    aligned = page.transform is not None and page.transform["ok"]
+    matrix = page.transform["matrix"] if aligned else ((1, 0, 0), (0, 1, 0))
+    return page, box_map(bbox=box.bbox, matrix=matrix, page_size=(page.width, page.height)), False
+
+
+@transaction.atomic
+def adjustment_save(*, script: Script, box: AnswerBox, bbox: Sequence[float], user: User | None) -> BoxAdjustment:
+    """Move one script's box (scan pixels) without touching the template box."""
+    Script.objects.select_for_update().get(pk=script.pk)
+    page = script_page_for_box(script=script, box=box)
+    if page is None:
+        raise BoxRejected([f"Script {script.number} has no page {box.page + 1}."])
+    rounded = tuple(int(round(v)) for v in bbox)
+    problems = box_tools.boxes_validate(
+        boxes=[box_tools.AnswerBox(label=box.label, page=0, bbox=rounded)], page_sizes=[(page.width, page.height)]
+    )
+    if problems:
+        raise BoxRejected(problems)
+    adjustment, _ = BoxAdjustment.objects.update_or_create(
+        script=script, box=box, defaults={"x1": rounded[0], "y1": rounded[1], "x2": rounded[2], "y2": rounded[3], "updated_by": user}
+    )
+    return adjustment
+
+
+@transaction.atomic
+def adjustment_reset(*, script: Script, box: AnswerBox) -> None:
+    BoxAdjustment.objects.filter(script=script, box=box).delete()
+
+
+# ---------------------------------------------------------------- suggested boxes
+
+
+def suggestions_enqueue(*, exam: Exam) -> None:
+    from .tasks import suggestions_compute_task
+
+    transaction.on_commit(lambda: suggestions_compute_task.delay(exam.pk))
+
+
+def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
+    """Find handwriting on up to ``script_limit`` aligned scripts and store candidate boxes (template px).
+
+    Replaces earlier pending suggestions; candidates that overlap an existing box are skipped.
+    """
+    exam = Exam.objects.get(pk=exam_id)
+    templates = []
+    for page in exam.template_pages.order_by("index"):
+        with page.image.open("rb") as handle:
+            templates.append(Image.open(handle).convert("RGB"))
+    scripts = []
+    for script in exam.scripts.order_by("number")[:script_limit]:
+        pages = []
+        for page in script.pages.filter(discarded=False, template_index__isnull=False).order_by("position"):
+            if not page.transform["ok"]:
+                continue
+            with page.image.open("rb") as handle:
+                pages.append((page.template_index, Image.open(handle).convert("RGB"), alignment_from_dict(page.transform)))
+        scripts.append(pages)
+    found = boxes_suggest(template_pages=templates, scripts=scripts)
+    existing = [(box.page, box.bbox) for box in exam.boxes.filter(parent=None)]
+    with transaction.atomic():
+        Exam.objects.select_for_update().get(pk=exam.pk)
+        exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING).delete()
+        created = 0
+        for suggestion in found:
+            if any(page == suggestion.page and box_tools.box_iou(bbox, suggestion.bbox) > 0.3 for page, bbox in existing):
+                continue
+            SuggestedBox.objects.create(
+                exam=exam, page=suggestion.page, bbox=suggestion.bbox, score=suggestion.score, source=suggestion.source
+            )
+            created += 1
+    logger.info("Exam %s: %d suggested boxes", exam.pk, created)
+    return created
+
+
+@transaction.atomic
+def suggestion_decide(
+    *, suggestion: SuggestedBox, accept: bool, label: str, bbox: Sequence[float] | None, user: User | None
+) -> AnswerBox | None:
+    """Accept a suggestion as a labelled box (optionally adjusted), or reject it."""
+    if not accept:
+        suggestion.status = SuggestedBox.Status.REJECTED
+        suggestion.save(update_fields=["status"])
+        return None
+    if not label.strip():
+        raise BoxRejected(["Give the box a label (NAME, ID, CLASS or a question such as Q3)."])
+    box = box_save(exam=suggestion.exam, page=suggestion.page, bbox=bbox or suggestion.bbox, label=label, user=user)
+    suggestion.status = SuggestedBox.Status.ACCEPTED
+    suggestion.save(update_fields=["status"])
+    return box
