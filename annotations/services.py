@@ -16,7 +16,8 @@ from django.db.models import F, Max
 from PIL import Image
 
 from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, Script, User
-from grader.services import _QUESTION_LABEL, question_label_normalise
+from grader.reading.models import Answer
+from grader.services import QUESTION_LABEL_PATTERN, question_label_normalise
 from ml import boxes as box_tools
 from ml.alignment import alignment_from_dict, box_map
 from ml.suggest import boxes_suggest
@@ -38,6 +39,10 @@ class BoxRejected(ValueError):
         super().__init__("; ".join(self.problems))
 
 
+class BoxNeedsConfirmation(BoxRejected):
+    """The change would affect scored work; it is made only when the teacher confirms."""
+
+
 def _page_sizes(exam: Exam) -> list[tuple[int, int]]:
     return [(page.width, page.height) for page in exam.template_pages.order_by("index")]
 
@@ -49,7 +54,7 @@ def _label_clean(raw: str) -> str:
 
 def _label_problem(label: str) -> str | None:
     """Why ``label`` (cleaned) cannot name a box, or None: the answer key's rule for question labels."""
-    if not label or label in RESERVED_LABELS or _QUESTION_LABEL.fullmatch(label):
+    if not label or label in RESERVED_LABELS or QUESTION_LABEL_PATTERN.fullmatch(label):
         return None  # an empty label is reported by boxes_validate
     return f"Unknown label {label!r}: use NAME, ID, CLASS or a question label like Q1, Q2a or 3 (letters, digits, at most 32)."
 
@@ -125,9 +130,18 @@ def _same_size(a: Sequence[int], b: Sequence[int]) -> bool:
 
 
 @transaction.atomic
-def box_delete(*, box: AnswerBox) -> None:
-    """Delete a box with its steps and per-script adjustments; its question stays in the answer key."""
+def box_delete(*, box: AnswerBox, confirm: bool = False) -> None:
+    """Delete a box with its steps and per-script adjustments; its question and scores stay.
+
+    A question box whose answers already have teacher scores is only deleted with ``confirm``.
+    """
     Exam.objects.select_for_update().get(pk=box.exam_id)
+    if box.parent_id is None and box.question_id and not confirm:
+        scored = Answer.objects.filter(question_id=box.question_id, score__isnull=False).count()
+        if scored:
+            raise BoxNeedsConfirmation(
+                [f"{scored} answer(s) to {box.label} already have scores. Delete the box anyway? The scores are kept."]
+            )
     box.delete()
     if box.parent_id:
         for order, step in enumerate(AnswerBox.objects.filter(parent_id=box.parent_id).order_by("order"), start=1):
@@ -284,13 +298,19 @@ def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
         with page.image.open("rb") as handle:
             templates.append(Image.open(handle).convert("RGB"))
     scripts = []
-    for script in exam.scripts.order_by("number")[:script_limit]:
+    for script in exam.scripts.order_by("number"):
+        aligned = {
+            page.template_index: page
+            for page in script.pages.filter(discarded=False, template_index__isnull=False)
+            if page.transform["ok"]
+        }
+        # boxes_suggest wants item i of a script to show template page i, so only complete scripts count.
+        if len(scripts) == script_limit or set(aligned) != set(range(len(templates))):
+            continue
         pages = []
-        for page in script.pages.filter(discarded=False, template_index__isnull=False).order_by("position"):
-            if not page.transform["ok"]:
-                continue
-            with page.image.open("rb") as handle:
-                pages.append((page.template_index, Image.open(handle).convert("RGB"), alignment_from_dict(page.transform)))
+        for index in range(len(templates)):
+            with aligned[index].image.open("rb") as handle:
+                pages.append((Image.open(handle).convert("RGB"), alignment_from_dict(aligned[index].transform)))
         scripts.append(pages)
     found = boxes_suggest(template_pages=templates, scripts=scripts)
     existing = [(box.page, box.bbox) for box in exam.boxes.filter(parent=None)]

@@ -104,7 +104,13 @@ def box_save(request: HttpRequest, exam_id: int) -> JsonResponse:
 def box_delete(request: HttpRequest, exam_id: int, box_id: int) -> JsonResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     box = get_object_or_404(AnswerBox, exam=exam, pk=box_id)
-    services.box_delete(box=box)
+    try:
+        body = _json_body(request) if request.content_type == "application/json" else request.POST
+        services.box_delete(box=box, confirm=bool(body.get("confirm")))
+    except services.BoxNeedsConfirmation as error:
+        return JsonResponse({"problems": error.problems, "confirm": True}, status=409)
+    except services.BoxRejected as error:
+        return _problems(error)
     return JsonResponse({"deleted": box_id})
 
 

@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 
 from .models import RESERVED_LABELS, Exam, Question, Student, User
-from .services import _QUESTION_LABEL as QUESTION_LABEL_PATTERN
+from .services import QUESTION_LABEL_PATTERN
 from .services import question_label_normalise
 
 

@@ -75,6 +75,20 @@ class Exam(models.Model):
         help_text="Set aside the empty back pages a duplex scanner produces (they stay visible and can be restored).",
     )
     template_pdf = models.FileField(upload_to=_exam_file_path, blank=True)
+    default_min_similarity = models.FloatField(
+        "minimum similarity",
+        default=0.8,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Answers at least this similar to the key get full marks (0-1); questions may override it.",
+    )
+    default_granularity = models.DecimalField(
+        "score granularity",
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Scores are multiples of this (e.g. 0.5); questions may override it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,6 +134,23 @@ class Question(models.Model):
     max_score = models.DecimalField(
         max_digits=6, decimal_places=2, default=Decimal("1"), validators=[MinValueValidator(Decimal("0"))]
     )
+    min_similarity = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)], help_text="Empty: the exam's."
+    )
+    granularity = models.DecimalField(
+        max_digits=4, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Empty: the exam's.",
+    )
+    strategy = models.CharField(
+        "similarity",
+        max_length=16,
+        default="auto",
+        choices=[(s, s.capitalize()) for s in ("auto", "exact", "numeric", "fuzzy", "semantic")],
+        help_text="How answers are compared with the key; auto chooses from the key's answers.",
+    )
+    lowest_terms = models.BooleanField(
+        default=False, help_text="Numeric answers must be fractions in lowest terms (for 'simplify' questions)."
+    )
 
     class Meta:
         ordering = ["order", "label"]
@@ -127,6 +158,14 @@ class Question(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+    @property
+    def effective_min_similarity(self) -> float:
+        return self.exam.default_min_similarity if self.min_similarity is None else self.min_similarity
+
+    @property
+    def effective_granularity(self) -> Decimal:
+        return self.exam.default_granularity if self.granularity is None else self.granularity
 
 
 def _template_page_path(instance: TemplatePage, filename: str) -> str:

@@ -39,7 +39,7 @@ ROSTER_COLUMNS = ("ID", "NAME", "CLASS", "EMAIL")
 _ROSTER_FIELDS = {"ID": "student_id", "NAME": "name", "CLASS": "class_name", "EMAIL": "email"}
 KEY_COLUMNS = ("QUESTION", "ANSWER", "MAX_SCORE")
 KEY_OPTIONAL_COLUMNS = ("ACCEPT",)
-_QUESTION_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]{0,31}$")
+QUESTION_LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]{0,31}$")
 # Scan pages are stored as high-quality JPEG: PNG of a noisy scan is ten times larger for no gain in reading.
 _SCAN_JPEG_QUALITY = 92
 
@@ -228,7 +228,7 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
             problems.append(
                 f"Row {row.number}: unknown question {raw_label!r}: NAME, ID and CLASS are the student's details, not questions."
             )
-        elif not _QUESTION_LABEL.fullmatch(label):
+        elif not QUESTION_LABEL_PATTERN.fullmatch(label):
             problems.append(
                 f"Row {row.number}: unknown question {raw_label!r}: use labels like Q1, Q2a or 3 (letters, digits, at most 32)."
             )

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_results",
     "grader",
+    "grader.reading",
     "annotations",
 ]
 
@@ -155,12 +156,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"grader.tasks.scan_upload_process_task": {"queue": "default"}}
+CELERY_TASK_ROUTES = {
+    "grader.tasks.scan_upload_process_task": {"queue": "default"},
+    "grader.reading.tasks.script_read_task": {"queue": "ocr"},
+    "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
+    "grader.reading.tasks.*": {"queue": "default"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="markdesk <markdesk@localhost>")
+
+# Readings with a confidence under this are flagged for the teacher to check.
+READ_LOW_CONFIDENCE = env.float("READ_LOW_CONFIDENCE", default=0.5)
 
 # Vision-language model for GPU workers (used by the recognition pipeline).
 VLM_MODEL_PATH = env.str("VLM_MODEL_PATH", default="")

@@ -3,8 +3,12 @@
 from celery import shared_task
 
 from . import services
+from .reading import services as reading_services
 
 
 @shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=3)
 def scan_upload_process_task(upload_id: int) -> str:
-    return services.scan_upload_process(upload_id=upload_id).status
+    upload = services.scan_upload_process(upload_id=upload_id)
+    if upload.status == upload.Status.DONE:
+        reading_services.upload_read_enqueue(upload=upload)
+    return upload.status

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from annotations import services as box_services
 from grader import services
+from grader.reading import services as reading
 from grader.models import Department, Exam, User
 from ml.demo_data import EXAM_DATE, TITLE, DemoConfig, demo_build
 
@@ -77,11 +78,13 @@ class Command(BaseCommand):
         upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
         if upload.status != upload.Status.DONE:
             raise CommandError(f"Processing the demo scans failed: {upload.error}")
+        self.stdout.write("Reading every answer box with EasyOCR and suggesting scores…")
+        reading.exam_read(exam_id=exam.pk)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Loaded the demo exam {exam.pk}: {exam.students.count()} students, {exam.questions.count()} questions, "
-                f"{exam.boxes.count()} answer boxes, "
-                f"{exam.scripts.count()} scripts in {time.monotonic() - started:.1f}s."
+                f"{exam.boxes.count()} answer boxes, {exam.scripts.exclude(student=None).count()} of "
+                f"{exam.scripts.count()} scripts matched to students, in {time.monotonic() - started:.1f}s."
             )
         )
 

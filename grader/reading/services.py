@@ -1,0 +1,377 @@
+"""Reading every answer box of a script, suggesting scores, and matching scripts to the roster.
+
+Engines come from ``ml.recognition``: EasyOCR always, and the Qwen2.5-VL engine when
+``settings.VLM_MODEL_PATH`` is set (on GPU workers, queue ``vlm``). Boxes are placed on each script by
+``annotations.services.box_on_script`` (template pixels mapped through the page's alignment, or the
+teacher's adjustment), so every crop here is ``[x1, y1, x2, y2]`` in scan pixels at 150 dpi.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image
+
+from annotations.models import AnswerBox
+from annotations.services import box_on_script
+from grader.models import Exam, Question, ScanUpload, Script, Student, User
+from ml.identity import IdentityResult, RosterEntry, WrittenIdentity, identity_match
+from ml.recognition.base import Recognizer, Region, RegionKind
+from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop
+from ml.scoring import ScoreRule, score_suggest
+from ml.similarity import NumericTolerance, answers_similarity, number_parse, strategy_choose, text_normalise
+
+from .models import Answer, ScriptIdentity
+
+logger = logging.getLogger(__name__)
+
+OCR = "easyocr"
+VLM = "vlm"
+# Which engine's text wins when several read the same box: the fine-tuned model, when there is one.
+_PREFERENCE = (VLM, OCR)
+_engines: dict[str, Recognizer] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_names() -> list[str]:
+    """The engines this installation runs: EasyOCR, plus the VLM when a model path is configured."""
+    return [OCR, VLM] if settings.VLM_MODEL_PATH else [OCR]
+
+
+def engine_get(name: str) -> Recognizer:
+    """One recogniser per worker process, loaded on first use (model loads take seconds)."""
+    with _engines_lock:
+        if name not in _engines:
+            if name == OCR:
+                _engines[name] = OcrRecognizer(
+                    # One torch thread per worker process: idle threads spin and starve the other cores.
+                    OcrConfig(gpu="auto", threads=1, low_confidence=settings.READ_LOW_CONFIDENCE)
+                )
+            elif name == VLM:
+                from ml.recognition.vlm import VlmConfig, VlmRecognizer
+
+                _engines[name] = VlmRecognizer(
+                    VlmConfig(model_path=settings.VLM_MODEL_PATH, adapter_path=settings.VLM_ADAPTER_PATH or None)
+                )
+            else:
+                raise ValueError(f"Unknown engine {name!r}")
+        return _engines[name]
+
+
+def _region_kind(*, box: AnswerBox, numeric_ids: bool) -> RegionKind:
+    if box.label == "ID":
+        return "digits" if numeric_ids else "text"
+    if box.label == "NAME":
+        return "name"
+    if box.question_id and box.question.answer and number_parse(box.question.answer) is not None:
+        return "number"
+    return "text"
+
+
+def _best_reading(readings: dict) -> tuple[str, float | None]:
+    for engine in _PREFERENCE:
+        reading = readings.get(engine)
+        if reading and reading.get("text") is not None:
+            return reading["text"], reading.get("confidence")
+    return "", None
+
+
+def _flag_reason(*, readings: dict, blank: bool) -> str:
+    """Why a person should check this reading, or "" when nothing calls for it."""
+    if blank:
+        return ""
+    unread = [engine for engine, reading in readings.items() if reading.get("text") is None]
+    if unread:
+        return f"Not read by {', '.join(unread)}."
+    texts = {engine: reading["text"] for engine, reading in readings.items()}
+    if len({text_normalise(text) for text in texts.values()}) > 1:
+        return "Engines disagree: " + " / ".join(f"{engine} {text!r}" for engine, text in texts.items()) + "."
+    low = [
+        f"{engine} {reading['confidence']:.2f}"
+        for engine, reading in readings.items()
+        if reading.get("confidence") is not None and reading["confidence"] < settings.READ_LOW_CONFIDENCE
+    ]
+    return f"Low confidence ({', '.join(low)})." if low else ""
+
+
+def script_read(*, script_id: int, engines: Sequence[str] | None = None) -> int:
+    """Read every box of one script with ``engines`` and store the answers; returns how many were read.
+
+    Idempotent: answers are updated in place, and a teacher's score or corrected text is never
+    changed. A page that fails is recorded on its answers (``read_error``) and the rest go on.
+    """
+    script = Script.objects.select_related("exam").get(pk=script_id)
+    exam = script.exam
+    engines = list(engines or engine_names())
+    boxes = list(exam.boxes.filter(parent=None).select_related("question"))
+    numeric_ids = exam.students.exists() and all(sid.isdigit() for sid in exam.students.values_list("student_id", flat=True))
+    by_page: dict[int, list[tuple[AnswerBox, tuple[int, int, int, int]]]] = defaultdict(list)
+    pages = {}
+    missing = []
+    for box in boxes:
+        placed = box_on_script(script=script, box=box)
+        if placed is None:
+            missing.append(box)
+            continue
+        page, bbox, _ = placed
+        pages[page.pk] = page
+        by_page[page.pk].append((box, bbox))
+
+    read = 0
+    for page_id, placed_boxes in by_page.items():
+        page = pages[page_id]
+        try:
+            with page.image.open("rb") as handle:
+                image = Image.open(handle).convert("RGB")
+            results = _page_read(image=image, placed=placed_boxes, engines=engines, numeric_ids=numeric_ids)
+        except Exception as error:  # one bad page must not stop the script; the teacher sees why
+            logger.exception("Reading page %s of script %s failed", page.pk, script.pk)
+            results = {box.pk: {"error": f"Reading failed: {error}"} for box, _ in placed_boxes}
+        _results_store(script=script, page=page, placed=placed_boxes, results=results, engines=engines)
+        read += len(placed_boxes)
+    for box in missing:
+        if box.question_id:
+            Answer.objects.update_or_create(
+                script=script,
+                question=box.question,
+                defaults={"page": None, "crop": None, "read_at": timezone.now(),
+                          "read_error": f"The script has no page {box.page + 1}."},
+            )
+    answers = list(script.answers.select_related("question", "question__exam"))
+    answers_suggest(answers=answers)
+    return read
+
+
+def _page_read(*, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool) -> dict[int, dict]:
+    """Blank detection and every engine's reading for the boxes of one page, keyed by box id."""
+    results: dict[int, dict] = {}
+    regions = []
+    for box, bbox in placed:
+        blank = ink_crop(page=image, bbox=bbox) is None
+        results[box.pk] = {"blank": blank, "readings": {}}
+        if not blank:
+            regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box, numeric_ids=numeric_ids)))
+    for name in engines:
+        if not regions:
+            break
+        for reading in engine_get(name).read_page(page=image, regions=regions):
+            results[reading.index]["readings"][name] = {"text": reading.text, "confidence": reading.confidence}
+    return results
+
+
+@transaction.atomic
+def _results_store(*, script: Script, page, placed, results: dict[int, dict], engines: Sequence[str]) -> None:
+    now = timezone.now()
+    for box, bbox in placed:
+        result = results[box.pk]
+        if box.question_id is None:
+            _identity_store(script=script, box=box, result=result, now=now)
+            continue
+        answer, _ = Answer.objects.select_for_update().get_or_create(script=script, question=box.question)
+        answer.page, answer.crop, answer.read_at = page, list(bbox), now
+        if "error" in result:
+            answer.read_error = result["error"]
+            answer.save()
+            continue
+        fresh = {engine: {"text": "", "confidence": 1.0} for engine in engines} if result["blank"] else result["readings"]
+        readings = {**answer.readings, **fresh}
+        answer.blank, answer.readings, answer.read_error = result["blank"], readings, ""
+        best_text, answer.confidence = _best_reading(readings)
+        answer.text = answer.confirmed_text if answer.confirmed_text is not None else best_text
+        answer.flag_reason = _flag_reason(readings=readings, blank=answer.blank)
+        answer.flagged = bool(answer.flag_reason)
+        answer.save()
+
+
+def _identity_store(*, script: Script, box: AnswerBox, result: dict, now) -> None:
+    identity, _ = ScriptIdentity.objects.get_or_create(script=script)
+    text = "" if result.get("blank") or "error" in result else _best_reading(result["readings"])[0]
+    identity.readings = {**identity.readings, box.label: result.get("readings", {})}
+    field = {"NAME": "name_text", "ID": "id_text", "CLASS": "class_text"}[box.label]
+    setattr(identity, field, text[:64] if field != "name_text" else text[:200])
+    identity.read_at = now
+    identity.save()
+
+
+# ---------------------------------------------------------------- suggested scores
+
+
+def question_rule(question: Question) -> ScoreRule | None:
+    """The question's scoring rule, or None when its settings cannot make one (the reason is logged)."""
+    try:
+        return ScoreRule(
+            max_score=question.max_score,
+            min_similarity=question.effective_min_similarity,
+            granularity=question.effective_granularity,
+        )
+    except ValueError as error:
+        logger.warning("Question %s of exam %s has no usable scoring rule: %s", question.label, question.exam_id, error)
+        return None
+
+
+def question_strategy(question: Question) -> str:
+    """The similarity strategy in force: the question's choice, or what ``auto`` picks from the key."""
+    accepted = [text for text in (question.answer, *question.accept) if text.strip()]
+    if question.strategy != "auto" or not accepted:
+        return question.strategy
+    return strategy_choose(answers=accepted)
+
+
+def answers_suggest(*, answers: Iterable[Answer]) -> None:
+    """Recompute similarity and suggested score; a teacher's ``score`` is never touched.
+
+    Blank answers score 0. Answers to a question without a key answer get no suggestion.
+    """
+    by_question: dict[int, list[Answer]] = defaultdict(list)
+    for answer in answers:
+        by_question[answer.question_id].append(answer)
+    for question_answers in by_question.values():
+        question = question_answers[0].question
+        accepted = [text for text in (question.answer, *question.accept) if text.strip()]
+        rule = question_rule(question)
+        readable = [answer for answer in question_answers if answer.read_at and not answer.read_error]
+        if not accepted or rule is None:
+            Answer.objects.filter(pk__in=[a.pk for a in readable]).update(
+                similarity=None, similarity_strategy="", suggested_score=None
+            )
+            continue
+        similarities = answers_similarity(
+            texts=[None if answer.blank else answer.text for answer in readable],
+            answers=accepted,
+            strategy=question.strategy,
+            tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
+        )
+        for answer, similarity in zip(readable, similarities, strict=True):
+            answer.similarity = similarity.value
+            answer.similarity_strategy = similarity.strategy
+            answer.suggested_score = score_suggest(similarity=similarity.value, blank=answer.blank, rule=rule)
+        Answer.objects.bulk_update(readable, ["similarity", "similarity_strategy", "suggested_score"])
+
+
+def question_resuggest(*, question_id: int) -> None:
+    question = Question.objects.select_related("exam").get(pk=question_id)
+    answers_suggest(answers=question.answers.select_related("question", "question__exam"))
+
+
+def exam_read(*, exam_id: int, engines: Sequence[str] | None = None) -> int:
+    """Read every script of an exam in this process, then match identities; returns boxes read.
+
+    For commands that run without a worker (the demo, ``grade_folder``); the web app queues
+    ``script_read_task`` per script instead.
+    """
+    read = sum(
+        script_read(script_id=script_id, engines=engines)
+        for script_id in Script.objects.filter(exam_id=exam_id).order_by("number").values_list("pk", flat=True)
+    )
+    exam_identity_match(exam_id=exam_id)
+    return read
+
+
+def upload_read_enqueue(*, upload: ScanUpload) -> int:
+    """Queue reading of the scripts an upload made, once the exam has answer boxes to read."""
+    if not upload.exam.boxes.exists():
+        return 0
+    scripts = Script.objects.filter(pages__upload=upload).distinct()
+    return exam_read_enqueue(exam=upload.exam, scripts=scripts)
+
+
+def exam_read_enqueue(*, exam: Exam, scripts: Iterable[Script] | None = None) -> int:
+    """Queue reading of the given scripts (all of the exam's by default); returns how many."""
+    from .tasks import script_read_task
+
+    script_ids = [script.pk for script in (scripts if scripts is not None else exam.scripts.all())]
+    transaction.on_commit(lambda: [script_read_task.delay(script_id) for script_id in script_ids])
+    return len(script_ids)
+
+
+# ---------------------------------------------------------------- identity
+
+
+class IdentityRefused(ValueError):
+    """A teacher's identity choice cannot be applied; the message says why."""
+
+
+def exam_identity_match(*, exam_id: int) -> IdentityResult:
+    """Match every script not yet confirmed by a teacher to the roster (one student per script).
+
+    Confident matches are assigned; other scripts keep no student and list their best candidates
+    for the identity screen. Students on teacher-confirmed scripts are left out of the matching.
+    """
+    with transaction.atomic():
+        exam = Exam.objects.select_for_update().get(pk=exam_id)
+        identities = list(ScriptIdentity.objects.filter(script__exam=exam).select_related("script"))
+        confirmed = [identity for identity in identities if identity.confirmed_by_id or identity.confirmed_at]
+        taken = {identity.script.student_id for identity in confirmed if identity.script.student_id}
+        students = {student.student_id: student for student in exam.students.exclude(pk__in=taken)}
+        open_identities = {identity.script_id: identity for identity in identities if identity not in confirmed}
+        result = identity_match(
+            written=[
+                WrittenIdentity(
+                    script=identity.script_id,
+                    name=identity.name_text or None,
+                    student_id=identity.id_text or None,
+                    class_name=identity.class_text or None,
+                )
+                for identity in open_identities.values()
+            ],
+            roster=[RosterEntry(student_id=s.student_id, name=s.name, class_name=s.class_name) for s in students.values()],
+        )
+        for match in result.matches:
+            identity = open_identities[match.script]
+            identity.score = match.score
+            identity.confident = match.confident
+            identity.candidates = [
+                {"student": student_id, "score": round(score, 3)}
+                for student_id, score in ((match.student_id, match.score), (match.runner_up_id, match.runner_up_score))
+                if student_id
+            ]
+            identity.save(update_fields=["score", "confident", "candidates"])
+            student = students.get(match.student_id) if match.confident else None
+            Script.objects.filter(pk=match.script).update(student=student)
+    logger.info(
+        "Exam %s identity: %d confident, %d unmatched, %d absent, %d duplicate claims",
+        exam_id,
+        sum(match.confident for match in result.matches),
+        len(result.unmatched),
+        len(result.absent),
+        len(result.duplicates),
+    )
+    return result
+
+
+def exam_identity_match_when_read(*, script_id: int) -> bool:
+    """Match identities once every script of the exam has had its identity boxes read."""
+    exam_id = Script.objects.values_list("exam_id", flat=True).get(pk=script_id)
+    if not AnswerBox.objects.filter(exam_id=exam_id, parent=None, label__in=["NAME", "ID"]).exists():
+        return False
+    if Script.objects.filter(exam_id=exam_id).exclude(identity__read_at__isnull=False).exists():
+        return False
+    exam_identity_match(exam_id=exam_id)
+    return True
+
+
+@transaction.atomic
+def identity_confirm(*, script: Script, student: Student | None, user: User) -> Script:
+    """A teacher says whose script this is (or that it is nobody's on the roster, with ``None``)."""
+    Exam.objects.select_for_update().get(pk=script.exam_id)
+    if student is not None:
+        if student.exam_id != script.exam_id:
+            raise IdentityRefused("That student is not on this exam's roster.")
+        other = Script.objects.filter(exam_id=script.exam_id, student=student).exclude(pk=script.pk).first()
+        if other is not None:
+            other_identity = ScriptIdentity.objects.filter(script=other).first()
+            if other_identity and other_identity.confirmed_at:
+                raise IdentityRefused(f"{student.name} is already confirmed on script {other.number}.")
+            Script.objects.filter(pk=other.pk).update(student=None)
+    identity, _ = ScriptIdentity.objects.get_or_create(script=script)
+    identity.confirmed_by, identity.confirmed_at = user, timezone.now()
+    identity.save(update_fields=["confirmed_by", "confirmed_at"])
+    script.student = student
+    script.save(update_fields=["student"])
+    return script

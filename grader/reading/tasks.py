@@ -1,0 +1,30 @@
+"""Celery tasks for reading: thin wrappers that take primary keys and call a service.
+
+``script_read_task`` runs on the CPU queue ``ocr``; when a VLM is configured it queues the same script
+on ``vlm`` for the GPU workers. Both are idempotent, so a retried or repeated task does no harm.
+"""
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+
+from . import services
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
+def script_read_task(script_id: int) -> int:
+    read = services.script_read(script_id=script_id, engines=[services.OCR])
+    if settings.VLM_MODEL_PATH:
+        script_read_vlm_task.delay(script_id)
+    services.exam_identity_match_when_read(script_id=script_id)
+    return read
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
+def script_read_vlm_task(script_id: int) -> int:
+    return services.script_read(script_id=script_id, engines=[services.VLM])
+
+
+@shared_task(acks_late=True)
+def question_resuggest_task(question_id: int) -> None:
+    services.question_resuggest(question_id=question_id)

@@ -1,0 +1,311 @@
+"""Which roster student wrote each scanned script, from the NAME, ID and CLASS boxes OCR read.
+
+The readings are noisy: OCR confuses letters and digits ("S1O14" for "S1014"), students misspell
+their names ("Hannah Ivanv"), write them "Last First" or in capitals, add spaces ("9 A") and
+now and then miswrite a digit of their ID. :func:`identity_score` turns one script's readings
+and one roster entry into a score in [0, 1]; :func:`identity_match` scores every pair, assigns
+scripts to students one-to-one and says which assignments a teacher must check.
+
+Score of a script against a roster entry
+    ``id_weight * id + (1 - id_weight) * name``, plus ``class_bonus`` when the classes agree or
+    minus ``class_penalty`` when both are known and differ, clipped to [0, 1]. When one of ID
+    and name is unread (``None`` or blank) the other carries the whole weight; when both are,
+    the score is 0.0 whatever the class says (a class alone names half a roster).
+
+``id`` (see :func:`id_similarity`)
+    1 - 2 x Levenshtein distance / length of the longer ID, at least 0, after case folding and
+    dropping spaces and punctuation. An edit counts double because a class's IDs all lie one or
+    two edits apart (S1001 ... S1030): one wrong digit of five scores 0.6, not a near-match
+    0.8, and two 0.2. OCR's letter/digit confusions (O/0, I/l/1, S/5, B/8, Z/2) cost 0.1 of an
+    edit: "S1O14" scores 0.96 against "S1014".
+``name`` (see :func:`name_similarity`)
+    rapidfuzz's ``ratio`` (normalised indel similarity) of the two names without spaces, the
+    best over rotations of the written words, so "Tanaka Wei" scores 1.0 against "Wei Tanaka".
+    One typo scores 0.9 or more, names sharing a surname about 0.7-0.8, unrelated names about
+    0.2-0.5.
+
+With the default equal weights, an exact ID with a misspelt or half-read name (0.6+) scores
+0.8 or more, an exact name with one wrong ID digit 0.8, a misspelt name with one 0.75-0.8,
+all confident (>= 0.75) when nobody else comes within 0.1. Both only roughly right (one wrong
+digit, a name at 0.7) scores 0.65 and a classmate sharing the surname with an ID one digit off
+about 0.68, neither confident; other classmates mostly score 0.25-0.6 and are not even assigned
+(< 0.65). A class bonus or penalty moves these by 0.05.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
+from scipy.optimize import linear_sum_assignment
+
+from ml.similarity import text_normalise
+
+# A wrong character costs this many times its share of the ID's length (see the module doc).
+ID_EDIT_COST = 2.0
+# Characters OCR engines read for one another in handwritten IDs, folded onto the digit.
+_CONFUSABLE = str.maketrans({"o": "0", "i": "1", "l": "1", "|": "1", "s": "5", "b": "8", "z": "2"})
+# An edit between two confusable characters costs this fraction of a real edit: the strings
+# are near-equal, yet an exact reading still ranks above a confused one.
+CONFUSION_COST = 0.1
+# Scores are sums of float ratios: one equal to a setting on paper may land a hair below it.
+_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One student on the class roster (the spreadsheet's ID, NAME and CLASS columns)."""
+
+    student_id: str
+    name: str
+    class_name: str = ""
+
+
+@dataclass(frozen=True)
+class WrittenIdentity:
+    """What OCR read in one script's identity boxes.
+
+    ``script`` is the caller's identifier, echoed in the result. A field is ``None`` when it
+    was not read; a blank string counts the same. ``confidence`` is the engine's confidence in
+    [0, 1] (``None`` when it has none); it is carried for display and not used in scoring,
+    because engines' confidences are not comparable with one another.
+    """
+
+    script: int
+    name: str | None
+    student_id: str | None
+    class_name: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """How scores are combined and which assignments count as confident.
+
+    ``id_weight`` in [0, 1] is the ID's share of the score, the name having the rest.
+    ``class_bonus`` and ``class_penalty`` in [0, 1] are added for an agreeing class and taken
+    off for a differing one: small, because students write the wrong class and a class names
+    many students. A script is assigned to a student only when their score is at least
+    ``accept``; the assignment is ``confident`` (needs no teacher's look) when the score is at
+    least ``threshold`` and beats the script's runner-up student, and any other script whose
+    best student is the same one, by at least ``margin``. ``accept`` <= ``threshold``, all in
+    [0, 1].
+    """
+
+    id_weight: float = 0.5
+    threshold: float = 0.75
+    margin: float = 0.1
+    accept: float = 0.65
+    class_bonus: float = 0.05
+    class_penalty: float = 0.05
+
+    def __post_init__(self) -> None:
+        values = {name: getattr(self, name) for name in
+                  ("id_weight", "threshold", "margin", "accept", "class_bonus", "class_penalty")}
+        outside = [f"{name}={value}" for name, value in values.items() if not 0 <= value <= 1]
+        if outside:
+            raise ValueError(f"identity settings must be in [0, 1], got {', '.join(outside)}")
+        if self.accept > self.threshold:
+            raise ValueError(f"accept ({self.accept}) must not exceed threshold ({self.threshold})")
+
+
+DEFAULT_CONFIG = IdentityConfig()
+
+
+@dataclass(frozen=True)
+class ScriptMatch:
+    """The student assigned to one script.
+
+    ``student_id`` is ``None`` when no student scored at least ``accept`` or the acceptable
+    ones went to other scripts; ``score`` in [0, 1] is the assigned student's (0.0 when
+    none). ``runner_up_id`` and ``runner_up_score`` are the best-scoring other roster student
+    (the best of all when nothing was assigned, so the teacher sees the nearest candidate);
+    ``None`` and 0.0 when no other student scores above 0.
+    """
+
+    script: int
+    student_id: str | None
+    score: float
+    runner_up_id: str | None
+    runner_up_score: float
+    confident: bool
+
+
+@dataclass(frozen=True)
+class IdentityResult:
+    """Scripts matched to students by :func:`identity_match`.
+
+    ``matches`` holds one :class:`ScriptMatch` per script, in the order given. ``absent`` are
+    the IDs of roster students assigned no script, ``duplicates`` those that are the best
+    acceptable student of two or more scripts (at most one of them is assigned), both in
+    roster order. ``unmatched`` are the scripts assigned no student, in the order given.
+    """
+
+    matches: tuple[ScriptMatch, ...]
+    absent: tuple[str, ...]
+    unmatched: tuple[int, ...]
+    duplicates: tuple[str, ...]
+
+
+def id_similarity(*, written: str, expected: str) -> float:
+    """How close a written ID is to a roster ID, in [0, 1]; see the module docstring.
+
+    Case, spaces and punctuation are ignored ("s 1014" equals "S1014"); an edit costs
+    :data:`ID_EDIT_COST` times its share of the length, a letter/digit confusion
+    :data:`CONFUSION_COST` of that. Either ID blank gives 0.0.
+    """
+    return _id_similarity(_compact(written), _compact(expected))
+
+
+def name_similarity(*, written: str, expected: str) -> float:
+    """How close a written name is to a roster name, in [0, 1]; see the module docstring.
+
+    Case, accents, apostrophes and spaces are ignored ("OBRIEN" equals "O'Brien"). The
+    written words are tried in every rotation, which covers "Last First" and "Last First
+    Middle". rapidfuzz's ``token_sort_ratio`` would also cover swaps, but it sorts words
+    alphabetically, so one misread first letter can reorder them and halve the score ("Yanaka
+    Wei" scores 0.5 against "Wei Tanaka"; here 0.89). ``token_set_ratio`` and ``WRatio`` were
+    left out because they score a name that is a subset of another near 1.0: "Chen" would
+    match every Chen in the class. Either name blank gives 0.0.
+    """
+    return _name_similarity(_name_words(written), "".join(_name_words(expected)))
+
+
+def identity_score(*, written: WrittenIdentity, entry: RosterEntry,
+                   config: IdentityConfig = DEFAULT_CONFIG) -> float:
+    """How likely the script ``written`` is ``entry``'s, in [0, 1]; see the module docstring."""
+    return _score(_Prepared.of_written(written), _Prepared.of_entry(entry), config=config)
+
+
+def identity_match(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry],
+                   config: IdentityConfig = DEFAULT_CONFIG) -> IdentityResult:
+    """Each script's student, one script per student at most, maximising the total score.
+
+    Pairs scoring under ``config.accept`` are never assigned. The assignment is
+    scipy's ``linear_sum_assignment`` on the score matrix, so a script may go to its second
+    best student when its best one is another script's (its margin is then negative and it is
+    not confident). Raises ValueError when two scripts share a ``script`` or two roster
+    entries a ``student_id``.
+    """
+    _require_unique([w.script for w in written], what="script")
+    _require_unique([e.student_id for e in roster], what="student ID")
+    scripts = [_Prepared.of_written(w) for w in written]
+    students = [_Prepared.of_entry(e) for e in roster]
+    scores = np.array([[_score(script, student, config=config) for student in students]
+                       for script in scripts], dtype=float).reshape(len(scripts), len(students))
+
+    acceptable = np.where(scores >= config.accept - _TOLERANCE, scores, 0.0)
+    assigned: dict[int, int] = {}
+    if acceptable.size:
+        rows, columns = linear_sum_assignment(acceptable, maximize=True)
+        # The solver fills every row it can, with zero-weight pairs too; those are no match.
+        assigned = {int(r): int(c) for r, c in zip(rows, columns, strict=True) if acceptable[r, c] > 0}
+
+    # Each script's best acceptable student, before the one-to-one assignment.
+    claimants: dict[int, list[int]] = {}
+    for row in range(len(scripts)):
+        if acceptable.shape[1] and acceptable[row].max() > 0:
+            claimants.setdefault(int(acceptable[row].argmax()), []).append(row)
+
+    matches = []
+    for row, identity in enumerate(written):
+        column = assigned.get(row)
+        others = scores[row].copy()
+        if column is not None:
+            others[column] = -1.0
+        runner = int(others.argmax()) if others.size and others.max() > 0 else None
+        runner_score = 0.0 if runner is None else float(scores[row, runner])
+        score = 0.0 if column is None else float(scores[row, column])
+        rivals = [scores[other, column] for other in claimants.get(column, []) if other != row]
+        confident = (column is not None and score >= config.threshold - _TOLERANCE
+                     and score - runner_score >= config.margin - _TOLERANCE
+                     and all(score - rival >= config.margin - _TOLERANCE for rival in rivals))
+        matches.append(ScriptMatch(
+            script=identity.script,
+            student_id=None if column is None else roster[column].student_id,
+            score=score,
+            runner_up_id=None if runner is None else roster[runner].student_id,
+            runner_up_score=runner_score,
+            confident=confident))
+
+    taken = set(assigned.values())
+    return IdentityResult(
+        matches=tuple(matches),
+        absent=tuple(e.student_id for c, e in enumerate(roster) if c not in taken),
+        unmatched=tuple(w.script for r, w in enumerate(written) if r not in assigned),
+        duplicates=tuple(e.student_id for c, e in enumerate(roster) if len(claimants.get(c, [])) >= 2))
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One side of a comparison, normalised once: compact ID, name words, compact class."""
+
+    student_id: str
+    words: tuple[str, ...]
+    class_name: str
+
+    @classmethod
+    def of_written(cls, written: WrittenIdentity) -> _Prepared:
+        # Classes are folded like IDs: OCR reads a handwritten "9B" as "98" just as easily.
+        return cls(_compact(written.student_id or ""), _name_words(written.name or ""),
+                   _compact(written.class_name or "").translate(_CONFUSABLE))
+
+    @classmethod
+    def of_entry(cls, entry: RosterEntry) -> _Prepared:
+        return cls(_compact(entry.student_id), _name_words(entry.name),
+                   _compact(entry.class_name).translate(_CONFUSABLE))
+
+
+def _score(written: _Prepared, entry: _Prepared, *, config: IdentityConfig) -> float:
+    parts = []
+    if written.student_id and entry.student_id:
+        parts.append((config.id_weight, _id_similarity(written.student_id, entry.student_id)))
+    if written.words and entry.words:
+        parts.append((1 - config.id_weight, _name_similarity(written.words, "".join(entry.words))))
+    weight = sum(w for w, _ in parts)
+    if weight == 0:
+        return 0.0
+    score = sum(w * s for w, s in parts) / weight
+    if written.class_name and entry.class_name:
+        score += config.class_bonus if written.class_name == entry.class_name else -config.class_penalty
+    return min(max(score, 0.0), 1.0)
+
+
+def _id_similarity(written: str, expected: str) -> float:
+    if not written or not expected:
+        return 0.0
+    # Folding can only merge characters, so the folded distance never exceeds the raw one and
+    # their difference counts the edits that were mere confusions.
+    folded = Levenshtein.distance(written.translate(_CONFUSABLE), expected.translate(_CONFUSABLE))
+    raw = Levenshtein.distance(written, expected)
+    distance = folded + CONFUSION_COST * (raw - folded)
+    return max(0.0, 1.0 - ID_EDIT_COST * distance / max(len(written), len(expected)))
+
+
+def _name_similarity(words: tuple[str, ...], expected: str) -> float:
+    if not words or not expected:
+        return 0.0
+    # Spaces are left out: OCR engines join or split handwritten words.
+    return max(fuzz.ratio("".join(words[i:] + words[:i]), expected) for i in range(len(words))) / 100
+
+
+def _compact(text: str) -> str:
+    return text_normalise(text).replace(" ", "")
+
+
+def _name_words(name: str) -> tuple[str, ...]:
+    # Accents dropped: rosters keep them ("José") but pens and OCR engines often do not.
+    decomposed = unicodedata.normalize("NFKD", text_normalise(name))
+    return tuple("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+
+
+def _require_unique(values: list[int] | list[str], *, what: str) -> None:
+    # Results name scripts and students by these; a repeat would make them ambiguous.
+    repeated = sorted(str(value) for value, count in Counter(values).items() if count > 1)
+    if repeated:
+        raise ValueError(f"each {what} must be unique; repeated: {', '.join(repeated)}")

@@ -1,0 +1,185 @@
+"""Reading a script's boxes with the real EasyOCR engine, blank detection, flags and suggested scores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+
+import pytest
+from django.core.files import File
+from rapidfuzz.distance import Levenshtein
+
+from annotations import services as box_services
+from grader import services
+from grader.models import Question, ScanPage
+from grader.reading import services as reading
+from grader.reading.models import Answer, ScriptIdentity
+
+
+class _RememberingEngine:
+    """The real EasyOCR engine, remembering its readings so each test does not read the exam again."""
+
+    name = reading.OCR
+    memory: dict = {}
+
+    def __init__(self, real):
+        self.real = real
+
+    def read_page(self, *, page, regions, lang="en"):
+        key = (hashlib.sha1(page.tobytes()).hexdigest(), tuple(regions), lang)
+        if key not in self.memory:
+            self.memory[key] = self.real.read_page(page=page, regions=regions, lang=lang)
+        return self.memory[key]
+
+
+@pytest.fixture(autouse=True)
+def _remembering_ocr(monkeypatch):
+    monkeypatch.setitem(reading._engines, reading.OCR, _RememberingEngine(reading.engine_get(reading.OCR)))
+
+
+@pytest.fixture
+def demo_folder(demo_folder_for):
+    return demo_folder_for(students=3, absent=0, seed=5)
+
+
+@pytest.fixture
+def read_exam(exam, teacher, demo_folder):
+    """The small demo exam, uploaded through the services and read by EasyOCR."""
+    with (demo_folder / "roster.xlsx").open("rb") as handle:
+        services.roster_import(exam=exam, file=File(handle, name="roster.xlsx"))
+    with (demo_folder / "answers.xlsx").open("rb") as handle:
+        services.answer_key_import(exam=exam, file=File(handle, name="answers.xlsx"))
+    with (demo_folder / "template.pdf").open("rb") as handle:
+        services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
+    box_services.boxes_import(exam=exam, fmt="annotations", data=(demo_folder / "annotations.json").read_bytes(), user=teacher)
+    with (demo_folder / "scans.pdf").open("rb") as handle:
+        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
+    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    for script in exam.scripts.all():
+        reading.script_read(script_id=script.pk, engines=[reading.OCR])
+    return exam
+
+
+def _truth_by_script(exam, demo_folder):
+    truth = json.loads((demo_folder / "truth.json").read_text())
+    return {ScanPage.objects.get(exam=exam, source_index=s["scan_pages"][0]).script_id: s for s in truth["scripts"]}
+
+
+def test_every_question_of_every_script_gets_an_answer_with_its_crop(read_exam):
+    answers = Answer.objects.filter(script__exam=read_exam)
+
+    assert answers.count() == 3 * 12
+    assert all(answer.read_at and answer.crop and answer.page_id for answer in answers)
+    assert not answers.exclude(read_error="").exists()
+
+
+def test_blank_answers_are_detected_and_score_zero(read_exam, demo_folder):
+    truth = _truth_by_script(read_exam, demo_folder)
+    for answer in Answer.objects.filter(script__exam=read_exam).select_related("question"):
+        expected = next(a for a in truth[answer.script_id]["answers"] if a["label"] == answer.question.label)
+        assert answer.blank == expected["blank"], (answer, expected["text"])
+        if answer.blank:
+            assert answer.suggested_score == Decimal("0") and answer.text == ""
+
+
+def test_easyocr_reads_the_handwriting_close_to_what_was_written(read_exam, demo_folder):
+    truth = _truth_by_script(read_exam, demo_folder)
+    distance = length = 0
+    for answer in Answer.objects.filter(script__exam=read_exam, blank=False).select_related("question"):
+        expected = next(a for a in truth[answer.script_id]["answers"] if a["label"] == answer.question.label)["text"]
+        distance += Levenshtein.distance(answer.text.lower(), expected.lower())
+        length += len(expected)
+
+    assert distance / length < 0.35
+
+
+def test_identity_boxes_are_read_into_the_script_identity(read_exam, demo_folder):
+    truth = _truth_by_script(read_exam, demo_folder)
+    identities = ScriptIdentity.objects.filter(script__exam=read_exam)
+
+    assert identities.count() == 3
+    for identity in identities:
+        written = truth[identity.script_id]
+        assert len(identity.id_text) == len(written["written_id"])
+        assert Levenshtein.normalized_distance(identity.name_text.upper(), written["written_name"].upper()) < 0.5
+
+
+def test_every_readable_answer_gets_a_similarity_and_a_suggested_score_within_its_maximum(read_exam):
+    for answer in Answer.objects.filter(script__exam=read_exam).select_related("question"):
+        assert 0 <= answer.similarity <= 1
+        assert Decimal("0") <= answer.suggested_score <= answer.question.max_score
+
+
+def test_reading_again_never_changes_a_teachers_score_or_correction(read_exam):
+    answer = Answer.objects.filter(script__exam=read_exam, blank=False).first()
+    Answer.objects.filter(pk=answer.pk).update(score=Decimal("0.5"), confirmed_text="teacher's reading")
+
+    reading.script_read(script_id=answer.script_id, engines=[reading.OCR])
+
+    answer.refresh_from_db()
+    assert answer.score == Decimal("0.5")
+    assert answer.text == "teacher's reading"
+
+
+def test_changing_a_questions_settings_resuggests_without_touching_teacher_scores(read_exam):
+    question = Question.objects.get(exam=read_exam, label="Q3")
+    scored = question.answers.first()
+    Answer.objects.filter(pk=scored.pk).update(score=Decimal("1"))
+    question.min_similarity = 0.0
+    question.save()
+
+    reading.question_resuggest(question_id=question.pk)
+
+    for answer in question.answers.all():
+        expected = Decimal("0") if answer.blank else question.max_score
+        assert answer.suggested_score == expected
+    assert Answer.objects.get(pk=scored.pk).score == Decimal("1")
+
+
+def test_an_engine_reading_nothing_flags_the_answer(read_exam, monkeypatch):
+    class Silent:
+        name = "easyocr"
+
+        def read_page(self, *, page, regions, lang="en"):
+            from ml.recognition.base import Reading
+
+            return [Reading(index=region.index, text=None, confidence=None, engine="easyocr") for region in regions]
+
+    monkeypatch.setitem(reading._engines, reading.OCR, Silent())
+    script = read_exam.scripts.first()
+
+    reading.script_read(script_id=script.pk, engines=[reading.OCR])
+
+    unread = Answer.objects.filter(script=script, blank=False)
+    assert unread.exists()
+    assert all(answer.flagged and answer.flag_reason == "Not read by easyocr." for answer in unread)
+
+
+def test_scripts_are_matched_to_their_true_students_despite_ocr_slips(read_exam, demo_folder):
+    truth = _truth_by_script(read_exam, demo_folder)
+
+    result = reading.exam_identity_match(exam_id=read_exam.pk)
+
+    for script in read_exam.scripts.select_related("student", "identity"):
+        expected = truth[script.pk]["student_id"]
+        best = script.identity.candidates[0]["student"]
+        assert best == expected, (script.identity.id_text, script.identity.name_text)
+        if script.identity.confident:
+            assert script.student.student_id == expected
+        else:
+            assert script.student is None
+    unassigned = {match.script for match in result.matches if not match.confident}
+    assert set(read_exam.scripts.filter(student=None).values_list("pk", flat=True)) == unassigned
+
+
+def test_a_teacher_confirms_a_script_and_matching_again_leaves_it_alone(read_exam, teacher):
+    script = read_exam.scripts.order_by("number").first()
+    other_student = read_exam.students.exclude(scripts=script).order_by("student_id").last()
+
+    reading.identity_confirm(script=script, student=other_student, user=teacher)
+    reading.exam_identity_match(exam_id=read_exam.pk)
+
+    script.refresh_from_db()
+    assert script.student == other_student
+    assert read_exam.scripts.filter(student=other_student).count() == 1
