@@ -81,6 +81,9 @@ class WrittenIdentity:
     student_id: str | None
     class_name: str | None = None
     confidence: float | None = None
+    # Other readings of the same ID box (e.g. read again with digits only); for each roster entry
+    # the best-fitting reading counts, because each reading fails on different characters.
+    id_alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,26 +248,28 @@ def identity_match(*, written: Sequence[WrittenIdentity], roster: Sequence[Roste
 class _Prepared:
     """One side of a comparison, normalised once: compact ID, name words, compact class."""
 
-    student_id: str
+    student_ids: tuple[str, ...]
     words: tuple[str, ...]
     class_name: str
 
     @classmethod
     def of_written(cls, written: WrittenIdentity) -> _Prepared:
+        readings = (_compact(text or "") for text in (written.student_id, *written.id_alternatives))
         # Classes are folded like IDs: OCR reads a handwritten "9B" as "98" just as easily.
-        return cls(_compact(written.student_id or ""), _name_words(written.name or ""),
+        return cls(tuple(text for text in readings if text), _name_words(written.name or ""),
                    _compact(written.class_name or "").translate(_CONFUSABLE))
 
     @classmethod
     def of_entry(cls, entry: RosterEntry) -> _Prepared:
-        return cls(_compact(entry.student_id), _name_words(entry.name),
+        return cls((_compact(entry.student_id),), _name_words(entry.name),
                    _compact(entry.class_name).translate(_CONFUSABLE))
 
 
 def _score(written: _Prepared, entry: _Prepared, *, config: IdentityConfig) -> float:
     parts = []
-    if written.student_id and entry.student_id:
-        parts.append((config.id_weight, _id_similarity(written.student_id, entry.student_id)))
+    if written.student_ids and entry.student_ids:
+        expected = entry.student_ids[0]
+        parts.append((config.id_weight, max(_id_similarity(text, expected) for text in written.student_ids)))
     if written.words and entry.words:
         parts.append((1 - config.id_weight, _name_similarity(written.words, "".join(entry.words))))
     weight = sum(w for w, _ in parts)

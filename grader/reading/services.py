@@ -149,19 +149,28 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None) -> int:
 
 
 def _page_read(*, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool) -> dict[int, dict]:
-    """Blank detection and every engine's reading for the boxes of one page, keyed by box id."""
+    """Blank detection and every engine's reading for the boxes of one page, keyed by box id.
+
+    An ID box of letters and digits (S1014) is read by EasyOCR a second time with digits only, as
+    ``alternatives``: the text reading garbles digits ("Slooy"), the digit reading the letters
+    ("51004"), and identity matching takes whichever fits a roster entry better.
+    """
     results: dict[int, dict] = {}
-    regions = []
+    regions, second_readings = [], []
     for box, bbox in placed:
         blank = ink_crop(page=image, bbox=bbox) is None
-        results[box.pk] = {"blank": blank, "readings": {}}
+        results[box.pk] = {"blank": blank, "readings": {}, "alternatives": {}}
         if not blank:
             regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box, numeric_ids=numeric_ids)))
+            if box.label == "ID" and not numeric_ids:
+                second_readings.append(Region(index=-box.pk, bbox=bbox, kind="digits"))
     for name in engines:
-        if not regions:
+        asked = regions + second_readings if name == OCR else regions
+        if not asked:
             break
-        for reading in engine_get(name).read_page(page=image, regions=regions):
-            results[reading.index]["readings"][name] = {"text": reading.text, "confidence": reading.confidence}
+        for reading in engine_get(name).read_page(page=image, regions=asked):
+            target = results[abs(reading.index)]["alternatives" if reading.index < 0 else "readings"]
+            target[name] = {"text": reading.text, "confidence": reading.confidence}
     return results
 
 
@@ -193,6 +202,8 @@ def _identity_store(*, script: Script, box: AnswerBox, result: dict, now) -> Non
     identity, _ = ScriptIdentity.objects.get_or_create(script=script)
     text = "" if result.get("blank") or "error" in result else _best_reading(result["readings"])[0]
     identity.readings = {**identity.readings, box.label: result.get("readings", {})}
+    if box.label == "ID":
+        identity.readings["ID digits"] = result.get("alternatives", {})
     field = {"NAME": "name_text", "ID": "id_text", "CLASS": "class_text"}[box.label]
     setattr(identity, field, text[:64] if field != "name_text" else text[:200])
     identity.read_at = now
@@ -317,6 +328,9 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
                     name=identity.name_text or None,
                     student_id=identity.id_text or None,
                     class_name=identity.class_text or None,
+                    id_alternatives=tuple(
+                        reading["text"] for reading in identity.readings.get("ID digits", {}).values() if reading.get("text")
+                    ),
                 )
                 for identity in open_identities.values()
             ],
@@ -375,3 +389,15 @@ def identity_confirm(*, script: Script, student: Student | None, user: User) -> 
     script.student = student
     script.save(update_fields=["student"])
     return script
+
+
+# ---------------------------------------------------------------- settings changes
+
+
+def exam_resuggest_enqueue(*, exam: Exam) -> int:
+    """Queue re-suggestion of every question (after the exam's default similarity or granularity changed)."""
+    from .tasks import question_resuggest_task
+
+    question_ids = list(exam.questions.values_list("pk", flat=True))
+    transaction.on_commit(lambda: [question_resuggest_task.delay(question_id) for question_id in question_ids])
+    return len(question_ids)

@@ -258,3 +258,16 @@ def test_demo_ids_misread_with_letters_for_digits_still_match_every_script(demo)
 
     assert [m.student_id for m in result.matches] == [s["student_id"] for s in truth["scripts"]]
     assert all(m.confident for m in result.matches)
+
+
+def test_a_digits_only_second_reading_of_the_id_rescues_a_garbled_text_reading():
+    roster = [RosterEntry(student_id=f"S10{n:02d}", name=name) for n, name in enumerate(
+        ["Mariam Rahman", "Ethan Nowak", "Ruby Popescu", "Sofia Costa"], start=1)]
+    garbled = WrittenIdentity(script=1, name="Mrian Ralmmn", student_id="Slooy")
+    with_digits = WrittenIdentity(script=1, name="Mrian Ralmmn", student_id="Slooy", id_alternatives=("51001",))
+
+    without = identity_match(written=[garbled], roster=roster).matches[0]
+    rescued = identity_match(written=[with_digits], roster=roster).matches[0]
+
+    assert not without.confident
+    assert rescued.student_id == "S1001" and rescued.confident
