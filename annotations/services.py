@@ -278,6 +278,13 @@ def adjustment_reset(*, script: Script, box: AnswerBox) -> None:
     BoxAdjustment.objects.filter(script=script, box=box).delete()
 
 
+def box_reread_enqueue(*, script: Script, box: AnswerBox) -> None:
+    """Cut and read this one answer again once the moved box is committed (the rest stays as read)."""
+    from grader.reading.tasks import script_box_read_task
+
+    transaction.on_commit(lambda: script_box_read_task.delay(script.pk, box.pk))
+
+
 # ---------------------------------------------------------------- suggested boxes
 
 

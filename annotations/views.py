@@ -187,6 +187,7 @@ def script_box_adjust(request: HttpRequest, exam_id: int, number: int, box_id: i
             services.adjustment_save(script=script, box=box, bbox=_bbox(body.get("bbox")), user=request.user)
     except services.BoxRejected as error:
         return _problems(error)
+    services.box_reread_enqueue(script=script, box=box)
     return JsonResponse(selectors.script_box_as_dict(script=script, box=box))
 
 

@@ -159,6 +159,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "grader.tasks.scan_upload_process_task": {"queue": "default"},
     "grader.reading.tasks.script_read_task": {"queue": "ocr"},
+    "grader.reading.tasks.script_box_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
 }

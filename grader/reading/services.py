@@ -100,8 +100,8 @@ def _flag_reason(*, readings: dict, blank: bool) -> str:
     return f"Low confidence ({', '.join(low)})." if low else ""
 
 
-def script_read(*, script_id: int, engines: Sequence[str] | None = None) -> int:
-    """Read every box of one script with ``engines`` and store the answers; returns how many were read.
+def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids: Sequence[int] | None = None) -> int:
+    """Read the boxes of one script (all, or ``box_ids``) with ``engines``; returns how many were read.
 
     Idempotent: answers are updated in place, and a teacher's score or corrected text is never
     changed. A page that fails is recorded on its answers (``read_error``) and the rest go on.
@@ -109,7 +109,8 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None) -> int:
     script = Script.objects.select_related("exam").get(pk=script_id)
     exam = script.exam
     engines = list(engines or engine_names())
-    boxes = list(exam.boxes.filter(parent=None).select_related("question"))
+    boxes = exam.boxes.filter(parent=None).select_related("question")
+    boxes = list(boxes.filter(pk__in=box_ids) if box_ids is not None else boxes)
     numeric_ids = exam.students.exists() and all(sid.isdigit() for sid in exam.students.values_list("student_id", flat=True))
     by_page: dict[int, list[tuple[AnswerBox, tuple[int, int, int, int]]]] = defaultdict(list)
     pages = {}
@@ -143,8 +144,10 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None) -> int:
                 defaults={"page": None, "crop": None, "read_at": timezone.now(),
                           "read_error": f"The script has no page {box.page + 1}."},
             )
-    answers = list(script.answers.select_related("question", "question__exam"))
-    answers_suggest(answers=answers)
+    answers = script.answers.select_related("question", "question__exam")
+    if box_ids is not None:
+        answers = answers.filter(question__boxes__in=box_ids)
+    answers_suggest(answers=list(answers))
     return read
 
 
@@ -179,8 +182,10 @@ def _results_store(*, script: Script, page, placed, results: dict[int, dict], en
     now = timezone.now()
     for box, bbox in placed:
         result = results[box.pk]
-        if box.question_id is None:
+        if box.is_identity:
             _identity_store(script=script, box=box, result=result, now=now)
+            continue
+        if box.question_id is None:
             continue
         answer, _ = Answer.objects.select_for_update().get_or_create(script=script, question=box.question)
         answer.page, answer.crop, answer.read_at = page, list(bbox), now

@@ -21,6 +21,12 @@ def script_read_task(script_id: int) -> int:
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
+def script_box_read_task(script_id: int, box_id: int) -> int:
+    """Read one box of one script again, e.g. after a teacher moved it on that script."""
+    return services.script_read(script_id=script_id, box_ids=[box_id])
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
 def script_read_vlm_task(script_id: int) -> int:
     return services.script_read(script_id=script_id, engines=[services.VLM])
 

@@ -183,3 +183,27 @@ def test_a_teacher_confirms_a_script_and_matching_again_leaves_it_alone(read_exa
     script.refresh_from_db()
     assert script.student == other_student
     assert read_exam.scripts.filter(student=other_student).count() == 1
+
+
+def test_moving_one_scripts_box_reads_only_that_answer_again(read_exam, teacher, client_for, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    from annotations.models import AnswerBox
+
+    script = read_exam.scripts.order_by("number").first()
+    box = AnswerBox.objects.get(exam=read_exam, label="Q3", parent=None)
+    moved = Answer.objects.get(script=script, question=box.question)
+    untouched = Answer.objects.get(script=script, question__label="Q4")
+    x1, y1, x2, y2 = moved.crop
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(teacher).post(
+            reverse("script_box_adjust", args=[read_exam.pk, script.number, box.pk]),
+            {"bbox": [x1 - 30, y1, x2 + 30, y2]},
+            content_type="application/json",
+        )
+
+    assert response.status_code == 200
+    moved.refresh_from_db()
+    assert moved.crop == [x1 - 30, y1, x2 + 30, y2]
+    assert Answer.objects.get(pk=untouched.pk).read_at == untouched.read_at
