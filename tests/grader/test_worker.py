@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.files import File
 from django.conf import settings
 from django.db import connection
 from django_celery_results.models import TaskResult
 
+from annotations import services as box_services
 from grader import celery_app, services
+from grader.reading.models import Answer, ScriptIdentity
 from grader.models import ScanUpload
 from grader.tasks import scan_upload_process_task
 from tests.conftest import layout_page, pdf_upload
@@ -25,7 +28,7 @@ from tests.conftest import layout_page, pdf_upload
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 _WORKER_START_SECONDS = 60
-_TASK_SECONDS = 90
+_TASK_SECONDS = 240
 
 
 def _database_url() -> str:
@@ -50,7 +53,7 @@ def worker(tmp_path):
     }
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "grader", "worker", "-Q", "default", "--pool", "solo",
+            [sys.executable, "-m", "celery", "-A", "grader", "worker", "-Q", "default,ocr", "--pool", "solo",
              "--hostname", f"test-{os.getpid()}@%h", "-l", "info", "--without-heartbeat", "--without-mingle"],
             env=env,
             stdout=output,
@@ -100,3 +103,26 @@ def test_a_worker_process_splits_an_upload_sent_through_the_broker(exam, teacher
     while not TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists():
         assert time.monotonic() < deadline, "The worker did not record the task's result in the database."
         time.sleep(0.2)
+
+
+def test_a_worker_reads_matches_and_suggests_every_script_of_an_upload(exam, teacher, demo_folder_for, worker, not_eager):
+    folder = demo_folder_for(students=3, absent=1, seed=8)
+    for importer, name in ((services.roster_import, "roster.xlsx"), (services.answer_key_import, "answers.xlsx")):
+        with (folder / name).open("rb") as handle:
+            importer(exam=exam, file=File(handle, name=name))
+    with (folder / "template.pdf").open("rb") as handle:
+        services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
+    box_services.boxes_import(exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=teacher)
+    with (folder / "scans.pdf").open("rb") as handle:
+        upload = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher).accepted[0]
+
+    scan_upload_process_task.delay(upload.pk)
+
+    deadline = time.monotonic() + _TASK_SECONDS
+    while Answer.objects.filter(script__exam=exam, suggested_score__isnull=False).count() < 2 * 12 or not all(
+        ScriptIdentity.objects.filter(script__exam=exam).values_list("candidates", flat=True)
+    ) or ScriptIdentity.objects.filter(script__exam=exam).count() < 2:
+        assert time.monotonic() < deadline, f"Reading did not finish:\n{worker.read_text()[-3000:]}"
+        time.sleep(0.5)
+    assert "script_read_task" in worker.read_text()
+    assert not Answer.objects.filter(script__exam=exam).exclude(read_error="").exists()
