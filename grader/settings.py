@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "grader",
     "grader.reading",
+    "grader.api",
     "annotations",
 ]
 

@@ -1,0 +1,258 @@
+"""``python manage.py grade_folder DIR --out OUT [--owner USERNAME] [--engine easyocr]``.
+
+Grades a folder of exam files in this process (no worker), through the same services as the web app,
+and writes ``OUT/results.json``. The folder holds:
+
+``template.pdf``      the blank exam (its page count is the number of pages per script);
+``annotations.json``  the answer boxes, seed-001 form ``{"0": [{"x", "y", "width", "height", "label"}]}``
+                      in template pixels at 150 dpi (labels NAME, ID, CLASS and the questions);
+``roster.xlsx``       ID, NAME, CLASS, EMAIL;
+``answers.xlsx``      QUESTION, ANSWER, MAX_SCORE and optional ACCEPT;
+``scans.pdf``         the scripts one after another, each in template page order.
+
+An exam titled after the folder is created for ``--owner`` (default: the first superuser or
+administrator) and kept, so a teacher can review it in the app. If anything fails, the exam and its
+stored files are deleted again and the command stops with an error naming the file at fault.
+
+``results.json``::
+
+    {"scripts": [{"pages": [0, 1], "student_id": "S1001", "identity_confidence": 0.93,
+                  "answers": [{"question": "Q1", "text": "Na", "blank": false, "flagged": false,
+                               "similarity": 0.97, "suggested_score": 1, "max_score": 1,
+                               "box": {"page": 0, "bbox": [x1, y1, x2, y2]}}]}],
+     "absent": ["S1006"], "unmatched_scripts": [3]}
+
+* ``scripts`` in scan order. ``pages``: the script's pages as 0-based page indexes of scans.pdf, in
+  template order (blank back pages set aside are not listed).
+* ``student_id``: the roster ID of the student the script was confidently matched to, else null;
+  ``identity_confidence``: the match score in [0, 1] of the best roster candidate (null when the
+  script has no NAME/ID reading).
+* ``answers`` in answer-key order, for every question with a box. ``text``: what the engine read
+  ("" for a blank box); ``flagged``: a person should check the reading (low confidence, unread,
+  reading failed); ``similarity`` in [0, 1] and ``suggested_score`` (marks) are null when the key has
+  no answer for the question; ``box.page`` is the 0-based scans.pdf page and ``box.bbox`` the box as
+  aligned on that page, ``[x1, y1, x2, y2]`` scan pixels at 150 dpi (null when the script lacks the page).
+* ``absent``: roster IDs (roster order) that no script was matched to. A student whose script could
+  not be matched confidently is listed here while the script is listed in ``unmatched_scripts``.
+* ``unmatched_scripts``: 0-based indexes into ``scripts`` of the scripts without a ``student_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+
+from annotations import services as box_services
+from grader import services
+from grader.models import Exam, ScanUpload, User
+from grader.reading import services as reading
+from grader.reading.models import Answer, ScriptIdentity
+from ml import pages as page_tools
+
+MAX_PAGES_PER_SCRIPT = 60  # Exam.pages_per_script allows 1-60
+FOLDER_FILES = ("template.pdf", "annotations.json", "roster.xlsx", "answers.xlsx", "scans.pdf")
+
+
+def number(value: Decimal | float | None) -> int | float | None:
+    """A Decimal or float as a plain JSON number: 1 rather than 1.00, 0.5 rather than "0.50"."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return round(float(value), 4)
+
+
+def results_build(*, exam: Exam) -> dict:
+    """The ``results.json`` document for a graded exam (see the module docstring)."""
+    scripts = []
+    unmatched = []
+    identities = {identity.script_id: identity for identity in ScriptIdentity.objects.filter(script__exam=exam)}
+    answers_by_script: dict[int, list[Answer]] = {}
+    for answer in (
+        Answer.objects.filter(script__exam=exam)
+        .select_related("question", "page")
+        .order_by("script__number", "question__order", "question__label")
+    ):
+        answers_by_script.setdefault(answer.script_id, []).append(answer)
+    for position, script in enumerate(exam.scripts.select_related("student").order_by("number")):
+        identity = identities.get(script.pk)
+        pages = list(
+            script.pages.filter(discarded=False).order_by("position", "source_index").values_list("source_index", flat=True)
+        )
+        if script.student is None:
+            unmatched.append(position)
+        scripts.append(
+            {
+                "pages": pages,
+                "student_id": script.student.student_id if script.student else None,
+                "identity_confidence": number(identity.score) if identity else None,
+                "answers": [
+                    {
+                        "question": answer.question.label,
+                        "text": answer.text,
+                        "blank": answer.blank,
+                        "flagged": answer.flagged or bool(answer.read_error),
+                        "similarity": number(answer.similarity),
+                        "suggested_score": number(answer.suggested_score),
+                        "max_score": number(answer.question.max_score),
+                        "box": (
+                            {"page": answer.page.source_index, "bbox": [int(v) for v in answer.crop]}
+                            if answer.page is not None and answer.crop
+                            else None
+                        ),
+                    }
+                    for answer in answers_by_script.get(script.pk, [])
+                ],
+            }
+        )
+    absent = list(exam.students.filter(scripts=None).order_by("pk").values_list("student_id", flat=True))
+    return {"scripts": scripts, "absent": absent, "unmatched_scripts": unmatched}
+
+
+def exam_discard(*, exam: Exam) -> None:
+    """Delete an exam made by a failed run, with the files stored for it."""
+    pk = exam.pk
+    Exam.objects.filter(pk=pk).delete()
+    if isinstance(default_storage, FileSystemStorage):
+        shutil.rmtree(Path(default_storage.path(f"exams/{pk}")), ignore_errors=True)
+
+
+class Command(BaseCommand):
+    help = "Grade a folder (template.pdf, annotations.json, roster.xlsx, answers.xlsx, scans.pdf) into OUT/results.json."
+
+    def add_arguments(self, parser):
+        parser.add_argument("folder", type=Path, help="The exam folder.")
+        parser.add_argument("--out", type=Path, required=True, help="Folder to write results.json into.")
+        parser.add_argument("--owner", help="Username owning the exam (default: the first superuser or administrator).")
+        parser.add_argument("--engine", default=reading.OCR, help="Reading engine: easyocr (default) or vlm if configured.")
+
+    def handle(self, *args, folder: Path, out: Path, owner: str | None, engine: str, **options):
+        self.verbosity = options.get("verbosity", 1)
+        if not folder.is_dir():
+            raise CommandError(f"{folder} is not a folder.")
+        missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+        if missing:
+            raise CommandError(
+                f"{folder} is missing {', '.join(missing)} "
+                f"(an exam folder holds {', '.join(FOLDER_FILES)})."
+            )
+        if engine not in reading.engine_names():
+            detail = " (VLM_MODEL_PATH is not set)" if engine == reading.VLM else ""
+            raise CommandError(f"Unknown engine {engine!r}{detail}: use one of {', '.join(reading.engine_names())}.")
+        if out.exists() and not out.is_dir():
+            raise CommandError(f"{out} exists and is not a folder.")
+        user = self._owner(owner)
+        pages_per_script = self._template_pages(folder / "template.pdf")
+
+        started = time.monotonic()
+        exam = None
+        try:
+            exam = services.exam_create(
+                owner=user, title=folder.resolve().name[:200] or "Graded folder", pages_per_script=pages_per_script
+            )
+            self._load(exam=exam, folder=folder, user=user)
+            scripts = list(exam.scripts.order_by("number").values_list("pk", flat=True))
+            for count, script_id in enumerate(scripts, start=1):
+                reading.script_read(script_id=script_id, engines=[engine])
+                if self.verbosity >= 2:
+                    self.stdout.write(f"Read script {count}/{len(scripts)}")
+            reading.exam_identity_match(exam_id=exam.pk)
+            results = results_build(exam=exam)
+            out.mkdir(parents=True, exist_ok=True)
+            temporary = out / "results.json.part"
+            temporary.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+            os.replace(temporary, out / "results.json")
+        except BaseException:
+            if exam is not None:
+                exam_discard(exam=exam)
+            raise
+        self._summary(exam=exam, results=results, seconds=time.monotonic() - started, out=out)
+
+    # ------------------------------------------------------------ steps
+
+    def _owner(self, username: str | None) -> User:
+        if username:
+            try:
+                return User.objects.get(username=username)
+            except User.DoesNotExist as error:
+                raise CommandError(f"There is no user {username!r}.") from error
+        user = User.objects.filter(Q(is_superuser=True) | Q(role=User.Role.ADMIN), is_active=True).order_by("pk").first()
+        if user is None:
+            raise CommandError(
+                "There is no superuser or administrator to own the exam: pass --owner USERNAME "
+                "or create one with `manage.py createsuperuser`."
+            )
+        return user
+
+    @staticmethod
+    def _template_pages(path: Path) -> int:
+        try:
+            info = page_tools.document_inspect(
+                path=path, name=path.name, max_pixels=settings.MAX_IMAGE_PIXELS, dpi=settings.PAGE_DPI
+            )
+        except page_tools.DocumentError as error:
+            raise CommandError(_named(path.name, str(error))) from error
+        if info.kind != "pdf":
+            raise CommandError(f"{path.name} is an image; the blank exam must be a PDF.")
+        if info.page_count > MAX_PAGES_PER_SCRIPT:
+            raise CommandError(f"{path.name} has {info.page_count} pages; at most 60 per script are supported.")
+        return info.page_count
+
+    def _load(self, *, exam: Exam, folder: Path, user: User) -> None:
+        for name, importer in (("roster.xlsx", services.roster_import), ("answers.xlsx", services.answer_key_import)):
+            with (folder / name).open("rb") as handle:
+                try:
+                    importer(exam=exam, file=File(handle, name=name))
+                except services.ImportProblems as error:
+                    raise CommandError(f"{name} has problems; nothing was graded:\n  " + "\n  ".join(error.problems)) from error
+        with (folder / "template.pdf").open("rb") as handle:
+            try:
+                services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
+            except services.UploadRejected as error:
+                raise CommandError(_named("template.pdf", str(error))) from error
+        try:
+            box_services.boxes_import(
+                exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=user
+            )
+        except box_services.BoxRejected as error:
+            raise CommandError("annotations.json is not usable:\n  " + "\n  ".join(error.problems)) from error
+        if not exam.boxes.filter(question__isnull=False).exists():
+            raise CommandError("annotations.json has no question boxes: nothing to read.")
+        with (folder / "scans.pdf").open("rb") as handle:
+            intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=user)
+        if intake.rejected:
+            raise CommandError(_named("scans.pdf", "; ".join(intake.rejected)))
+        upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
+        if upload.status != ScanUpload.Status.DONE:
+            raise CommandError(_named("scans.pdf", upload.error or "processing failed"))
+        if not exam.scripts.exists():
+            raise CommandError(f"scans.pdf holds no whole script of {exam.pages_per_script} page(s).")
+        for note in upload.notes[1:]:
+            self.stderr.write(f"scans.pdf: {note}")
+
+    def _summary(self, *, exam: Exam, results: dict, seconds: float, out: Path) -> None:
+        scripts = results["scripts"]
+        answers = [answer for script in scripts for answer in script["answers"]]
+        unboxed = list(exam.questions.filter(boxes=None).values_list("label", flat=True))
+        if unboxed:
+            self.stderr.write(f"Questions in answers.xlsx without a box, not read: {', '.join(unboxed)}.")
+        self.stdout.write(
+            f"{len(scripts)} scripts, {len(scripts) - len(results['unmatched_scripts'])} matched to the roster "
+            f"({len(results['unmatched_scripts'])} unmatched, {len(results['absent'])} absent); "
+            f"{sum(answer['flagged'] for answer in answers)} of {len(answers)} answers flagged; "
+            f"{seconds:.1f} s. Exam {exam.pk}; results in {out / 'results.json'}."
+        )
+
+
+def _named(name: str, message: str) -> str:
+    return message if name in message else f"{name}: {message}"
