@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from django.core.files import File
 
 from annotations import services as box_services
 from annotations.models import AnswerBox
-from grader import services
+from grader.folders import exam_folder_load
 from grader.models import ScanPage
 from ml.boxes import box_iou
 
@@ -22,12 +21,7 @@ def demo_folder(demo_folder_for) -> Path:
 
 @pytest.fixture
 def demo_exam(exam, teacher, demo_folder):
-    with (demo_folder / "template.pdf").open("rb") as handle:
-        services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
-    box_services.boxes_import(exam=exam, fmt="annotations", data=(demo_folder / "annotations.json").read_bytes(), user=teacher)
-    with (demo_folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    exam_folder_load(exam=exam, folder=demo_folder, user=teacher)
     return exam
 
 

@@ -12,12 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from annotations import services as box_services
 from grader import services
+from grader.folders import FolderRejected, exam_folder_load
 from grader.reading import services as reading
 from grader.models import Department, Exam, User
 from ml.demo_data import EXAM_DATE, TITLE, DemoConfig, demo_build
@@ -63,21 +61,10 @@ class Command(BaseCommand):
             pages_per_script=2,
             co_markers=User.objects.filter(username="teacher2"),
         )
-        with transaction.atomic():
-            self._import(services.roster_import, exam, folder / "roster.xlsx")
-            self._import(services.answer_key_import, exam, folder / "answers.xlsx")
-        with (folder / "template.pdf").open("rb") as handle:
-            services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
-        box_services.boxes_import(
-            exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=teacher
-        )
-        with (folder / "scans.pdf").open("rb") as handle:
-            intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
-        if intake.rejected:
-            raise CommandError("; ".join(intake.rejected))
-        upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
-        if upload.status != upload.Status.DONE:
-            raise CommandError(f"Processing the demo scans failed: {upload.error}")
+        try:
+            exam_folder_load(exam=exam, folder=folder, user=teacher)
+        except FolderRejected as error:
+            raise CommandError(str(error)) from error
         self.stdout.write("Reading every answer box with EasyOCR and suggesting scores…")
         reading.exam_read(exam_id=exam.pk)
         self.stdout.write(
@@ -119,11 +106,3 @@ class Command(BaseCommand):
             demo_build(out_dir=folder, config=config)
             stamp.write_text(wanted)
         return folder
-
-    @staticmethod
-    def _import(importer, exam: Exam, path: Path) -> None:
-        with path.open("rb") as handle:
-            try:
-                importer(exam=exam, file=File(handle, name=path.name))
-            except services.ImportProblems as error:
-                raise CommandError(f"{path.name}: {error}") from error

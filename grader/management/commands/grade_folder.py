@@ -47,20 +47,18 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
-from annotations import services as box_services
 from grader import services
-from grader.models import Exam, ScanUpload, User
+from grader.folders import FOLDER_FILES, FolderRejected, exam_folder_load
+from grader.models import Exam, User
 from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
 from ml import pages as page_tools
 
 MAX_PAGES_PER_SCRIPT = 60  # Exam.pages_per_script allows 1-60
-FOLDER_FILES = ("template.pdf", "annotations.json", "roster.xlsx", "answers.xlsx", "scans.pdf")
 
 
 def number(value: Decimal | float | None) -> int | float | None:
@@ -160,7 +158,12 @@ class Command(BaseCommand):
             exam = services.exam_create(
                 owner=user, title=folder.resolve().name[:200] or "Graded folder", pages_per_script=pages_per_script
             )
-            self._load(exam=exam, folder=folder, user=user)
+            try:
+                upload = exam_folder_load(exam=exam, folder=folder, user=user)
+            except FolderRejected as error:
+                raise CommandError(str(error)) from error
+            for note in upload.notes[1:]:
+                self.stderr.write(f"scans.pdf: {note}")
             scripts = list(exam.scripts.order_by("number").values_list("pk", flat=True))
             for count, script_id in enumerate(scripts, start=1):
                 reading.script_read(script_id=script_id, engines=[engine])
@@ -201,44 +204,12 @@ class Command(BaseCommand):
                 path=path, name=path.name, max_pixels=settings.MAX_IMAGE_PIXELS, dpi=settings.PAGE_DPI
             )
         except page_tools.DocumentError as error:
-            raise CommandError(_named(path.name, str(error))) from error
+            raise CommandError(error if path.name in str(error) else f"{path.name}: {error}") from error
         if info.kind != "pdf":
             raise CommandError(f"{path.name} is an image; the blank exam must be a PDF.")
         if info.page_count > MAX_PAGES_PER_SCRIPT:
             raise CommandError(f"{path.name} has {info.page_count} pages; at most 60 per script are supported.")
         return info.page_count
-
-    def _load(self, *, exam: Exam, folder: Path, user: User) -> None:
-        for name, importer in (("roster.xlsx", services.roster_import), ("answers.xlsx", services.answer_key_import)):
-            with (folder / name).open("rb") as handle:
-                try:
-                    importer(exam=exam, file=File(handle, name=name))
-                except services.ImportProblems as error:
-                    raise CommandError(f"{name} has problems; nothing was graded:\n  " + "\n  ".join(error.problems)) from error
-        with (folder / "template.pdf").open("rb") as handle:
-            try:
-                services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
-            except services.UploadRejected as error:
-                raise CommandError(_named("template.pdf", str(error))) from error
-        try:
-            box_services.boxes_import(
-                exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=user
-            )
-        except box_services.BoxRejected as error:
-            raise CommandError("annotations.json is not usable:\n  " + "\n  ".join(error.problems)) from error
-        if not exam.boxes.filter(question__isnull=False).exists():
-            raise CommandError("annotations.json has no question boxes: nothing to read.")
-        with (folder / "scans.pdf").open("rb") as handle:
-            intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=user)
-        if intake.rejected:
-            raise CommandError(_named("scans.pdf", "; ".join(intake.rejected)))
-        upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
-        if upload.status != ScanUpload.Status.DONE:
-            raise CommandError(_named("scans.pdf", upload.error or "processing failed"))
-        if not exam.scripts.exists():
-            raise CommandError(f"scans.pdf holds no whole script of {exam.pages_per_script} page(s).")
-        for note in upload.notes[1:]:
-            self.stderr.write(f"scans.pdf: {note}")
 
     def _summary(self, *, exam: Exam, results: dict, seconds: float, out: Path) -> None:
         scripts = results["scripts"]
@@ -252,7 +223,3 @@ class Command(BaseCommand):
             f"{sum(answer['flagged'] for answer in answers)} of {len(answers)} answers flagged; "
             f"{seconds:.1f} s. Exam {exam.pk}; results in {out / 'results.json'}."
         )
-
-
-def _named(name: str, message: str) -> str:
-    return message if name in message else f"{name}: {message}"

@@ -7,11 +7,9 @@ import json
 from decimal import Decimal
 
 import pytest
-from django.core.files import File
 from rapidfuzz.distance import Levenshtein
 
-from annotations import services as box_services
-from grader import services
+from grader.folders import exam_folder_load
 from grader.models import Question, ScanPage
 from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
@@ -46,16 +44,7 @@ def demo_folder(demo_folder_for):
 @pytest.fixture
 def read_exam(exam, teacher, demo_folder):
     """The small demo exam, uploaded through the services and read by EasyOCR."""
-    with (demo_folder / "roster.xlsx").open("rb") as handle:
-        services.roster_import(exam=exam, file=File(handle, name="roster.xlsx"))
-    with (demo_folder / "answers.xlsx").open("rb") as handle:
-        services.answer_key_import(exam=exam, file=File(handle, name="answers.xlsx"))
-    with (demo_folder / "template.pdf").open("rb") as handle:
-        services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
-    box_services.boxes_import(exam=exam, fmt="annotations", data=(demo_folder / "annotations.json").read_bytes(), user=teacher)
-    with (demo_folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    exam_folder_load(exam=exam, folder=demo_folder, user=teacher)
     for script in exam.scripts.all():
         reading.script_read(script_id=script.pk, engines=[reading.OCR])
     return exam
