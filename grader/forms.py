@@ -6,8 +6,7 @@ from django import forms
 from django.conf import settings
 
 from .models import RESERVED_LABELS, Exam, Question, Student, User
-from .services import QUESTION_LABEL_PATTERN
-from .services import question_label_normalise
+from .services import QUESTION_LABEL_PATTERN, question_label_normalise
 
 
 class ExamForm(forms.ModelForm):
@@ -22,9 +21,13 @@ class ExamForm(forms.ModelForm):
             "pages_per_script",
             "anonymous",
             "drop_blank_pages",
+            "default_min_similarity",
+            "default_granularity",
             "co_markers",
         ]
         widgets = {
+            "default_min_similarity": forms.NumberInput(attrs={"step": "0.01", "min": "0", "max": "1"}),
+            "default_granularity": forms.NumberInput(attrs={"step": "0.01", "min": "0.01"}),
             # <input type="date"> only takes ISO dates; the en-gb default (15/01/2027) shows empty and saves blank
             "date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
             "co_markers": forms.SelectMultiple(attrs={"size": 6}),
@@ -40,6 +43,29 @@ class ExamForm(forms.ModelForm):
         if not self.instance.pk:
             self.initial.setdefault("department", owner.department_id)
             self.initial.setdefault("drop_blank_pages", settings.DROP_BLANK_PAGES_DEFAULT)
+
+        # Left empty (or not posted), a scoring default keeps the exam's value: the model default for a new exam.
+        for name in ("default_min_similarity", "default_granularity"):
+            self.fields[name].required = False
+
+    def clean_default_min_similarity(self) -> float:
+        value = self.cleaned_data["default_min_similarity"]
+        return self.instance.default_min_similarity if value is None else value
+
+    def clean_default_granularity(self) -> Decimal:
+        granularity = self.cleaned_data["default_granularity"] or self.instance.default_granularity
+        if self.instance.pk:
+            misfits = [
+                f"{question.label} (max {question.max_score.normalize():f})"
+                for question in self.instance.questions.filter(granularity=None)
+                if question.max_score % granularity
+            ]
+            if misfits:
+                raise forms.ValidationError(
+                    f"These questions' max scores are not multiples of {granularity.normalize():f}: "
+                    f"{', '.join(misfits)}. Change them or give them their own granularity first."
+                )
+        return granularity
 
 
 class StudentForm(forms.ModelForm):

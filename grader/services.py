@@ -86,9 +86,17 @@ def exam_create(
     pages_per_script: int = 2,
     anonymous: bool = False,
     drop_blank_pages: bool | None = None,
+    default_min_similarity: float | None = None,
+    default_granularity: Decimal | None = None,
     co_markers: Iterable[User] = (),
 ) -> Exam:
+    scoring = {
+        name: value
+        for name, value in (("default_min_similarity", default_min_similarity), ("default_granularity", default_granularity))
+        if value is not None
+    }
     exam = Exam.objects.create(
+        **scoring,
         owner=owner,
         title=title,
         subject=subject,

@@ -30,5 +30,6 @@ urlpatterns = [
     path("exams/<int:exam_id>/scripts/<int:number>/", views.script_detail, name="script_detail"),
     path("exams/<int:exam_id>/scripts/<int:number>/delete/", views.script_delete, name="script_delete"),
     path("", include("annotations.urls")),
+    path("", include("grader.reading.urls")),
     path("api/v1/", include("grader.api.urls")),
 ]

@@ -19,6 +19,7 @@ from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 from PIL import Image
 
 from . import selectors, services
+from .reading import services as reading_services
 from .forms import ExamForm, PageMoveForm, QuestionForm, ScanUploadForm, SpreadsheetForm, StudentForm, TemplateForm
 from .models import Question, ScanUpload, Student
 from .spreadsheets import workbook_bytes
@@ -89,9 +90,13 @@ def exam_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def exam_edit(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    scoring_before = (exam.default_min_similarity, exam.default_granularity)
     form = ExamForm(request.POST or None, instance=exam, owner=exam.owner)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        exam = form.save()
+        if (exam.default_min_similarity, exam.default_granularity) != scoring_before:
+            # Suggestions follow the new defaults; scores a teacher set stay as they are.
+            reading_services.exam_resuggest_enqueue(exam=exam)
         messages.success(request, "Exam settings saved.")
         return redirect(exam)
     return render(request, "grader/exam_form.html", {"form": form, "exam": exam})

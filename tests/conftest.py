@@ -119,6 +119,28 @@ def demo_folder_for(tmp_path_factory) -> Callable[..., Path]:
     return build
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def page(live_server, monkeypatch):
+    """A Playwright page in Debian's chromium (1280x900), for tests against ``live_server``."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium.")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls tests make are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+
+
 @pytest.fixture
 def template_pdf() -> SimpleUploadedFile:
     """A two-page blank exam: page 1 has layout 1, page 2 layout 2."""

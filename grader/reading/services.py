@@ -406,3 +406,17 @@ def exam_resuggest_enqueue(*, exam: Exam) -> int:
     question_ids = list(exam.questions.values_list("pk", flat=True))
     transaction.on_commit(lambda: [question_resuggest_task.delay(question_id) for question_id in question_ids])
     return len(question_ids)
+
+
+def question_read_enqueue(*, question: Question) -> int:
+    """Queue reading one question's box again on every script of its exam (suggestions follow); returns how many."""
+    from .tasks import script_box_read_task
+
+    box_id = AnswerBox.objects.filter(exam_id=question.exam_id, parent=None, question=question).values_list(
+        "pk", flat=True
+    ).first()
+    if box_id is None:
+        return 0
+    script_ids = list(Script.objects.filter(exam_id=question.exam_id).values_list("pk", flat=True))
+    transaction.on_commit(lambda: [script_box_read_task.delay(script_id, box_id) for script_id in script_ids])
+    return len(script_ids)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -15,36 +14,13 @@ from annotations.models import AnswerBox, BoxAdjustment
 from annotations.selectors import script_box_as_dict
 from grader import services
 from grader.models import Exam, User
-from ml.demo_data import DemoConfig, demo_build
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made here are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("demo")
-    demo_build(out_dir=folder, config=DemoConfig(students=1, absent=0))
-    return folder
-
 
 @pytest.fixture
-def page(live_server):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium.")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.set_default_timeout(10_000)
-        yield tab
-        browser.close()
+def demo_folder(demo_folder_for) -> Path:
+    return demo_folder_for(students=1, absent=0)
 
 
 @pytest.fixture
