@@ -244,6 +244,25 @@
       return [...ZOOMS].reverse().find((step) => step < zoom * 0.999) ?? ZOOMS[0];
     },
 
+    /**
+     * The viewing keys both box pages share: ? help, + and - zoom, 0 fit. Returns true when `event`
+     * was one of them (and handled). `view` gives `help`, the current `zoom()` and `zoomTo(next)` / `fit()`.
+     */
+    viewKey(event, view) {
+      const actions = {
+        "?": () => view.help.toggle(),
+        "+": () => view.zoomTo(BoxKit.zoomIn(view.zoom())),
+        "=": () => view.zoomTo(BoxKit.zoomIn(view.zoom())),
+        "-": () => view.zoomTo(BoxKit.zoomOut(view.zoom())),
+        "_": () => view.zoomTo(BoxKit.zoomOut(view.zoom())),
+        "0": () => view.fit(),
+      };
+      if (!(event.key in actions)) return false;
+      event.preventDefault();
+      actions[event.key]();
+      return true;
+    },
+
     /** The item after (or before) `current` in `items`; the first (last) with none; null past the end. */
     cycle(items, current, backwards) {
       if (!items.length) return null;
@@ -999,25 +1018,8 @@
         return;
       }
       if (command) return;
+      if (kit.viewKey(event, { help, zoom: () => zoom, zoomTo, fit: () => zoomTo(zoom, { fit: true }) })) return;
       switch (event.key) {
-        case "?":
-          event.preventDefault();
-          help.toggle();
-          return;
-        case "+":
-        case "=":
-          event.preventDefault();
-          zoomTo(kit.zoomIn(zoom));
-          return;
-        case "-":
-        case "_":
-          event.preventDefault();
-          zoomTo(kit.zoomOut(zoom));
-          return;
-        case "0":
-          event.preventDefault();
-          zoomTo(zoom, { fit: true });
-          return;
         case "Escape":
           if (stepParent != null) {
             stepParent = null;

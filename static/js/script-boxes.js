@@ -250,25 +250,8 @@
     const target = event.target;
     if (target instanceof Element && target.closest("dialog")) return;
     if (kit.isTyping(target)) return;
+    if (kit.viewKey(event, { help, zoom: () => zoom, zoomTo, fit: () => zoomTo(zoom, "width") })) return;
     switch (event.key) {
-      case "?":
-        event.preventDefault();
-        help.toggle();
-        return;
-      case "+":
-      case "=":
-        event.preventDefault();
-        zoomTo(kit.zoomIn(zoom));
-        return;
-      case "-":
-      case "_":
-        event.preventDefault();
-        zoomTo(kit.zoomOut(zoom));
-        return;
-      case "0":
-        event.preventDefault();
-        zoomTo(zoom, "width");
-        return;
       case "Escape":
         if (selected != null) select(null);
         return;
