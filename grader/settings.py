@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "grader",
     "grader.reading",
+    "grader.grading",
     "grader.api",
     "annotations",
 ]

@@ -74,7 +74,8 @@ def _region_kind(*, box: AnswerBox, numeric_ids: bool) -> RegionKind:
     return "text"
 
 
-def _best_reading(readings: dict) -> tuple[str, float | None]:
+def reading_best(readings: dict) -> tuple[str, float | None]:
+    """The text and confidence of the preferred engine that read something (``("", None)`` if none did)."""
     for engine in _PREFERENCE:
         reading = readings.get(engine)
         if reading and reading.get("text") is not None:
@@ -196,7 +197,7 @@ def _results_store(*, script: Script, page, placed, results: dict[int, dict], en
         fresh = {engine: {"text": "", "confidence": 1.0} for engine in engines} if result["blank"] else result["readings"]
         readings = {**answer.readings, **fresh}
         answer.blank, answer.readings, answer.read_error = result["blank"], readings, ""
-        best_text, answer.confidence = _best_reading(readings)
+        best_text, answer.confidence = reading_best(readings)
         answer.text = answer.confirmed_text if answer.confirmed_text is not None else best_text
         answer.flag_reason = _flag_reason(readings=readings, blank=answer.blank)
         answer.flagged = bool(answer.flag_reason)
@@ -205,7 +206,7 @@ def _results_store(*, script: Script, page, placed, results: dict[int, dict], en
 
 def _identity_store(*, script: Script, box: AnswerBox, result: dict, now) -> None:
     identity, _ = ScriptIdentity.objects.get_or_create(script=script)
-    text = "" if result.get("blank") or "error" in result else _best_reading(result["readings"])[0]
+    text = "" if result.get("blank") or "error" in result else reading_best(result["readings"])[0]
     identity.readings = {**identity.readings, box.label: result.get("readings", {})}
     if box.label == "ID":
         identity.readings["ID digits"] = result.get("alternatives", {})
