@@ -272,3 +272,22 @@ def page_match(a: PageFeatures, b: PageFeatures) -> int:
     fewer than 15, because the features they have in common do not line up under one transform.
     """
     return features_fit(source=a, target=b).inliers
+
+
+def ink_beyond_print(
+    *, scan_crop: Image.Image, template_crop: Image.Image, tolerance_px: int = 3, min_area: int = 20
+) -> bool:
+    """Whether a scanned box holds writing that the blank template does not print there.
+
+    Both crops show the same box in the template's frame (the scan rectified by its alignment),
+    pixels at 150 dpi. Printed strokes are widened by ``tolerance_px`` so the remaining
+    misalignment of a pixel or two does not count as ink; blobs smaller than ``min_area`` pixels are
+    specks, not writing.
+    """
+    scan = np.asarray(scan_crop.convert("L")) < 140
+    printed = np.asarray(template_crop.convert("L")) < 170
+    size = 2 * tolerance_px + 1
+    printed = cv2.dilate(printed.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+    extra = (scan & ~printed).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(extra, connectivity=8)
+    return any(stats[label, cv2.CC_STAT_AREA] >= min_area for label in range(1, count))

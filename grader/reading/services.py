@@ -8,6 +8,7 @@ teacher's adjustment), so every crop here is ``[x1, y1, x2, y2]`` in scan pixels
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -20,9 +21,11 @@ from PIL import Image
 
 from annotations.models import AnswerBox
 from annotations.services import box_on_script
-from grader.models import Exam, Question, ScanUpload, Script, Student, User
+from grader.models import Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
+from ml.alignment import alignment_from_dict, scan_rectify
 from ml.identity import IdentityResult, RosterEntry, WrittenIdentity, identity_match
 from ml.recognition.base import Recognizer, Region, RegionKind
+from ml.pages import ink_beyond_print
 from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop
 from ml.scoring import ScoreRule, score_suggest
 from ml.similarity import NumericTolerance, answers_similarity, number_parse, strategy_choose, text_normalise
@@ -113,7 +116,7 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
     boxes = exam.boxes.filter(parent=None).select_related("question")
     boxes = list(boxes.filter(pk__in=box_ids) if box_ids is not None else boxes)
     numeric_ids = exam.students.exists() and all(sid.isdigit() for sid in exam.students.values_list("student_id", flat=True))
-    by_page: dict[int, list[tuple[AnswerBox, tuple[int, int, int, int]]]] = defaultdict(list)
+    by_page: dict[int, list[tuple[AnswerBox, tuple[int, int, int, int], bool]]] = defaultdict(list)
     pages = {}
     missing = []
     for box in boxes:
@@ -121,9 +124,9 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
         if placed is None:
             missing.append(box)
             continue
-        page, bbox, _ = placed
+        page, bbox, adjusted = placed
         pages[page.pk] = page
-        by_page[page.pk].append((box, bbox))
+        by_page[page.pk].append((box, bbox, adjusted))
 
     read = 0
     for page_id, placed_boxes in by_page.items():
@@ -131,10 +134,16 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
         try:
             with page.image.open("rb") as handle:
                 image = Image.open(handle).convert("RGB")
-            results = _page_read(image=image, placed=placed_boxes, engines=engines, numeric_ids=numeric_ids)
+            results = _page_read(
+                image=image,
+                placed=placed_boxes,
+                engines=engines,
+                numeric_ids=numeric_ids,
+                blank_check=_blank_check(page=page, image=image),
+            )
         except Exception as error:  # one bad page must not stop the script; the teacher sees why
             logger.exception("Reading page %s of script %s failed", page.pk, script.pk)
-            results = {box.pk: {"error": f"Reading failed: {error}"} for box, _ in placed_boxes}
+            results = {box.pk: {"error": f"Reading failed: {error}"} for box, _, _ in placed_boxes}
         _results_store(script=script, page=page, placed=placed_boxes, results=results, engines=engines)
         read += len(placed_boxes)
     for box in missing:
@@ -152,7 +161,43 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
     return read
 
 
-def _page_read(*, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool) -> dict[int, dict]:
+def _template_image(page: TemplatePage) -> Image.Image:
+    """A template page's raster, kept per process: every script of an exam is compared with it."""
+    return _template_image_cached(page.pk, page.image.name)
+
+
+@functools.lru_cache(maxsize=16)
+def _template_image_cached(page_id: int, name: str) -> Image.Image:
+    with TemplatePage.objects.get(pk=page_id).image.open("rb") as handle:
+        return Image.open(handle).convert("L")
+
+
+def _blank_check(*, page: ScanPage, image: Image.Image):
+    """A function telling whether a box is blank on this page: no ink beyond what the template prints.
+
+    Boxes whose blank template prints nothing inside them only need the ink found inside the frame
+    (``ink_crop``). Where the template prints inside a box (a unit, a "Working:" label), the scan is
+    rectified into the template frame and only ink that the print does not explain counts.
+    """
+    template_page = page.exam.template_pages.filter(index=page.template_index).first()
+    template = _template_image(template_page) if template_page is not None and page.transform else None
+    rectified = []
+
+    def blank(box: AnswerBox, bbox: tuple[int, int, int, int], adjusted: bool) -> bool:
+        if ink_crop(page=image, bbox=bbox) is None:
+            return True
+        if template is None or adjusted or ink_crop(page=template, bbox=box.bbox) is None:
+            return False
+        if not rectified:
+            rectified.append(scan_rectify(scan=image, alignment=alignment_from_dict(page.transform)))
+        return not ink_beyond_print(scan_crop=rectified[0].crop(box.bbox), template_crop=template.crop(box.bbox))
+
+    return blank
+
+
+def _page_read(
+    *, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool, blank_check
+) -> dict[int, dict]:
     """Blank detection and every engine's reading for the boxes of one page, keyed by box id.
 
     An ID box of letters and digits (S1014) is read by EasyOCR a second time with digits only, as
@@ -161,8 +206,8 @@ def _page_read(*, image: Image.Image, placed, engines: Sequence[str], numeric_id
     """
     results: dict[int, dict] = {}
     regions, second_readings = [], []
-    for box, bbox in placed:
-        blank = ink_crop(page=image, bbox=bbox) is None
+    for box, bbox, adjusted in placed:
+        blank = blank_check(box, bbox, adjusted)
         results[box.pk] = {"blank": blank, "readings": {}, "alternatives": {}}
         if not blank:
             regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box, numeric_ids=numeric_ids)))
@@ -181,7 +226,7 @@ def _page_read(*, image: Image.Image, placed, engines: Sequence[str], numeric_id
 @transaction.atomic
 def _results_store(*, script: Script, page, placed, results: dict[int, dict], engines: Sequence[str]) -> None:
     now = timezone.now()
-    for box, bbox in placed:
+    for box, bbox, _ in placed:
         result = results[box.pk]
         if box.is_identity:
             _identity_store(script=script, box=box, result=result, now=now)
