@@ -13,6 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -162,14 +163,19 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
 
 
 def _template_image(page: TemplatePage) -> Image.Image:
-    """A template page's raster, kept per process: every script of an exam is compared with it."""
-    return _template_image_cached(page.pk, page.image.name)
+    """A template page's raster, kept per process: every script of an exam is compared with it.
+
+    Keyed by the file itself (path, modification time, size), so a replaced template is read afresh.
+    """
+    path = Path(page.image.path)
+    stat = path.stat()
+    return _template_image_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=16)
-def _template_image_cached(page_id: int, name: str) -> Image.Image:
-    with TemplatePage.objects.get(pk=page_id).image.open("rb") as handle:
-        return Image.open(handle).convert("L")
+def _template_image_cached(path: str, mtime_ns: int, size: int) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("L")
 
 
 def _blank_check(*, page: ScanPage, image: Image.Image):
