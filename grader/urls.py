@@ -31,5 +31,6 @@ urlpatterns = [
     path("exams/<int:exam_id>/scripts/<int:number>/delete/", views.script_delete, name="script_delete"),
     path("", include("annotations.urls")),
     path("", include("grader.reading.urls")),
+    path("", include("grader.grading.urls")),
     path("api/v1/", include("grader.api.urls")),
 ]

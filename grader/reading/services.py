@@ -309,8 +309,10 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
                 similarity=None, similarity_strategy="", suggested_score=None
             )
             continue
+        # A teacher who typed a transcription has said the box is not blank, whatever the ink check found.
+        blank = {answer.pk: answer.blank and not (answer.confirmed_text or "").strip() for answer in readable}
         similarities = answers_similarity(
-            texts=[None if answer.blank else answer.text for answer in readable],
+            texts=[None if blank[answer.pk] else answer.text for answer in readable],
             answers=accepted,
             strategy=question.strategy,
             tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
@@ -318,7 +320,7 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
         for answer, similarity in zip(readable, similarities, strict=True):
             answer.similarity = similarity.value
             answer.similarity_strategy = similarity.strategy
-            answer.suggested_score = score_suggest(similarity=similarity.value, blank=answer.blank, rule=rule)
+            answer.suggested_score = score_suggest(similarity=similarity.value, blank=blank[answer.pk], rule=rule)
         Answer.objects.bulk_update(readable, ["similarity", "similarity_strategy", "suggested_score"])
 
 

@@ -6,11 +6,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from model_bakery import baker
 from django.utils import timezone
 
 from grader.grading import services as grading
 from grader.grading.models import AnswerChange, ExamStatus
 from grader.grading.selectors import answer_history
+from grader.models import Exam, Question, Script
 from grader.reading.models import Answer
 
 
@@ -203,3 +205,17 @@ def test_scores_cannot_change_on_a_finished_exam_until_it_is_reopened(answer, te
     grading.score_set(answer_id=answer.pk, score=Decimal("1"), expected_version=1, user=teacher)
     answer.refresh_from_db()
     assert answer.score == Decimal("1")
+
+
+def test_a_transcription_typed_into_a_box_read_as_blank_is_suggested_a_score(teacher):
+    exam = baker.make(Exam, owner=teacher)
+    question = baker.make(Question, exam=exam, label="Q4", answer="60", max_score=Decimal("1"), strategy="numeric")
+    answer = baker.make(
+        Answer, script=baker.make(Script, exam=exam, number=1), question=question, blank=True, text="",
+        read_at=timezone.now(), suggested_score=Decimal("0"),
+    )
+
+    answer = grading.text_confirm(answer_id=answer.pk, text="60", expected_version=0, user=teacher)
+
+    answer.refresh_from_db()
+    assert answer.blank and answer.suggested_score == Decimal("1") and answer.similarity == 1.0

@@ -1,0 +1,240 @@
+/* Keyboard-first grading of one question (templates/grading/question.html).
+ *
+ * Only the score boxes are in the tab order. A changed score is saved at once: this script fires
+ * the custom "gradesave" event that each box's hx-post listens for (on change, and on Enter, where
+ * an empty box first takes its suggestion). A failed request keeps the typed value, marks the row
+ * "not saved — retrying" and tries again with backoff; nothing is dropped silently.
+ */
+(function () {
+  "use strict";
+
+  const RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+  let lastRow = null; // the row (tbody) the teacher last worked in
+
+  const scoreBoxes = () => Array.from(document.querySelectorAll("input.grading-score"));
+  const rowBoxes = () => Array.from(document.querySelectorAll("tbody.grading-row input.grading-score"));
+  const rowOf = (el) => (el && el.closest ? el.closest("tbody.grading-row") : null);
+  const currentRow = () => rowOf(document.activeElement) || (lastRow && document.contains(lastRow) ? lastRow : null)
+    || (lastRow && document.getElementById(lastRow.id)) || null;
+
+  function focusBox(input) {
+    if (!input) return false;
+    input.focus();
+    input.select();
+    input.scrollIntoView({ block: "nearest" });
+    return true;
+  }
+
+  function setState(input, text, cls) {
+    const row = rowOf(input);
+    const state = input.parentElement.querySelector(".grading-state");
+    if (state) state.textContent = text;
+    if (row) {
+      row.classList.remove("grading-saved", "grading-retrying", "grading-refused", "grading-stale", "grading-sending");
+      if (cls) row.classList.add(cls);
+    }
+  }
+
+  /* Save the box when its value differs from what the server last rendered (and is not already on its way). */
+  function save(input) {
+    if (!input || !input.hasAttribute("hx-post")) return;
+    const value = input.value.trim();
+    if (value === (input.dataset.saved || "") || value === input.dataset.sent) return;
+    input.dataset.sent = value;
+    setState(input, "saving…", "grading-sending");
+    htmx.process(input); // a row swapped in a moment ago may not be wired up yet
+    htmx.trigger(input, "gradesave");
+  }
+
+  function move(input, step) {
+    const boxes = scoreBoxes();
+    const index = boxes.indexOf(input);
+    return focusBox(boxes[index + step]);
+  }
+
+  function nextMatching(from, test) {
+    const boxes = rowBoxes();
+    const start = boxes.indexOf(from);
+    for (let i = 1; i <= boxes.length; i += 1) {
+      const box = boxes[(start + i + boxes.length) % boxes.length];
+      if (test(box)) return focusBox(box);
+    }
+    return false;
+  }
+
+  function openPage(row) {
+    const button = row && row.querySelector(".grading-crop");
+    if (!button) return;
+    const dialog = document.getElementById("grading-page-view");
+    const img = dialog.querySelector("img");
+    const outline = dialog.querySelector(".grading-box-outline");
+    const box = button.dataset.box.split(",").map(Number);
+    const place = () => {
+      const w = img.naturalWidth, h = img.naturalHeight;
+      if (!w || !h) return;
+      outline.style.left = (100 * box[0] / w) + "%";
+      outline.style.top = (100 * box[1] / h) + "%";
+      outline.style.width = (100 * (box[2] - box[0]) / w) + "%";
+      outline.style.height = (100 * (box[3] - box[1]) / h) + "%";
+      outline.scrollIntoView({ block: "center" });
+    };
+    img.onload = place;
+    img.src = button.dataset.pageUrl;
+    dialog.returnFocusTo = row.querySelector("input.grading-score");
+    dialog.showModal();
+    if (img.complete) place();
+  }
+
+  function toggleKeys() {
+    const dialog = document.getElementById("grading-keys");
+    if (dialog.open) dialog.close(); else dialog.showModal();
+  }
+
+  function goQuestion(which) {
+    const url = document.getElementById("grading-page").dataset[which + "Url"];
+    if (url) window.location.assign(url);
+  }
+
+  function onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    const key = event.key;
+    if (target.closest && target.closest("dialog")) {
+      if (key === "?") { event.preventDefault(); target.closest("dialog").close(); }
+      return;
+    }
+    const row = rowOf(target);
+    if (row) lastRow = row;
+
+    // Correcting the text read: Enter saves, Escape goes back to the score box.
+    if (target.matches("input[name=text]")) {
+      const box = row && row.querySelector("input.grading-score");
+      if (key === "Escape") { event.preventDefault(); target.value = target.defaultValue; focusBox(box); }
+      if (key === "Enter") { event.preventDefault(); const form = target.form; focusBox(box); htmx.trigger(form, "submit"); }
+      return;
+    }
+    // In the history: arrows move between Revert buttons, Escape goes back.
+    if (target.matches("button.grading-revert")) {
+      const buttons = Array.from(row.querySelectorAll("button.grading-revert"));
+      const index = buttons.indexOf(target);
+      if (key === "ArrowDown" && buttons[index + 1]) { event.preventDefault(); buttons[index + 1].focus(); }
+      if (key === "ArrowUp" && buttons[index - 1]) { event.preventDefault(); buttons[index - 1].focus(); }
+      if (key === "Escape" || key === "h") { event.preventDefault(); focusBox(row.querySelector("input.grading-score")); }
+      return;
+    }
+    const inBox = target.matches && target.matches("input.grading-score");
+    if (!inBox && target.matches && target.matches("input, textarea, select")) return;
+
+    if (inBox && key === "Enter") {
+      event.preventDefault();
+      if (target.value.trim() === "" && target.placeholder && !target.readOnly) target.value = target.placeholder;
+      save(target);
+      move(target, 1);
+      return;
+    }
+    if (key.length !== 1) return; // Tab, arrows, Backspace… behave as usual
+    if (inBox && /[0-9.,]/.test(key)) return; // typing a score
+    const current = inBox ? target : (currentRow() && currentRow().querySelector("input.grading-score"));
+    const handled = {
+      n: () => nextMatching(current, (box) => box.value.trim() === ""),
+      f: () => nextMatching(current, (box) => rowOf(box).classList.contains("grading-flagged")),
+      "[": () => goQuestion("prev"),
+      "]": () => goQuestion("next"),
+      "?": toggleKeys,
+      z: () => { const r = rowOf(current); if (r) r.classList.toggle("grading-zoomed"); },
+      w: () => openPage(rowOf(current)),
+      e: () => {
+        const text = rowOf(current) && rowOf(current).querySelector("input[name=text]");
+        if (text) { text.focus(); text.select(); }
+      },
+      h: () => {
+        const r = rowOf(current);
+        if (!r) return;
+        r.dataset.focusRevert = "1";
+        r.querySelector(".grading-history-toggle").click();
+      },
+    }[key];
+    if (handled) { event.preventDefault(); handled(); }
+    else if (inBox) event.preventDefault(); // letters are not scores
+  }
+
+  function retry(input) {
+    if (!input || !document.contains(input)) return;
+    const attempt = Number(input.dataset.attempt || 0);
+    input.dataset.attempt = String(attempt + 1);
+    const wait = RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)];
+    setState(input, "not saved — retrying", "grading-retrying");
+    window.setTimeout(() => {
+      if (!document.contains(input)) return;
+      delete input.dataset.sent;
+      save(input);
+      if (input.value.trim() === (input.dataset.saved || "")) setState(input, "", "");
+    }, wait);
+  }
+
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("focusin", (event) => {
+    if (event.target.matches && event.target.matches("input.grading-score")) {
+      lastRow = rowOf(event.target) || lastRow;
+      event.target.select();
+    }
+  });
+  document.addEventListener("change", (event) => {
+    if (event.target.matches && event.target.matches("input.grading-score")) save(event.target);
+  });
+  document.addEventListener("click", (event) => {
+    const crop = event.target.closest && event.target.closest(".grading-crop");
+    if (crop) openPage(rowOf(crop));
+    if (event.target.closest && event.target.closest("#grading-keys-open")) toggleKeys();
+  });
+  document.addEventListener("close", (event) => {
+    if (event.target.returnFocusTo) focusBox(event.target.returnFocusTo);
+  }, true);
+
+  // Refusals (422) and stale saves (409) come back as the row with its message: show them.
+  let focusedId = null; // the focused element's id before a swap, to focus its replacement after it
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    focusedId = document.activeElement ? document.activeElement.id : null;
+    const status = event.detail.xhr.status;
+    if (status === 409 || status === 422) { event.detail.shouldSwap = true; event.detail.isError = false; }
+  });
+  const failed = (event) => {
+    const elt = event.detail.elt;
+    if (elt && elt.matches && elt.matches("input.grading-score")) retry(elt);
+  };
+  document.addEventListener("htmx:sendError", failed);
+  document.addEventListener("htmx:timeout", failed);
+  if (window.htmx && !htmx.config.timeout) htmx.config.timeout = 15000; // a save that hangs is retried too
+  document.addEventListener("htmx:responseError", (event) => {
+    const status = event.detail.xhr.status;
+    if (status !== 409 && status !== 422) failed(event);
+  });
+  let pendingRevertFocus = null; // the row whose newest Revert button h asked to focus once its history shows
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const row = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("tbody.grading-row") : null;
+    const fresh = row ? row : (lastRow && document.getElementById(lastRow.id));
+    if (fresh && fresh.id) lastRow = fresh;
+    if (pendingRevertFocus && row && row.id === pendingRevertFocus) {
+      pendingRevertFocus = null;
+      const button = row.querySelector("button.grading-revert");
+      if (button) { button.focus(); return; }
+    }
+    const active = document.activeElement;
+    if (!active || active === document.body || !active.isConnected) {
+      const again = focusedId && document.getElementById(focusedId);
+      if (again) { again.focus(); if (again.select) again.select(); }
+      else if (fresh) focusBox(fresh.querySelector("input.grading-score"));
+    }
+  });
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const row = rowOf(event.detail.elt);
+    if (row && row.dataset.focusRevert) { pendingRevertFocus = row.id; delete row.dataset.focusRevert; }
+  });
+})();
+
+/* On arrival, focus the row named in the address (#answer-12, from the completeness page) or the first score box. */
+document.addEventListener("DOMContentLoaded", () => {
+  const named = window.location.hash.match(/^#answer-(\d+)$/);
+  const box = (named && document.getElementById("score-" + named[1])) || document.querySelector("input.grading-score");
+  if (box) { box.focus(); box.select(); }
+});
