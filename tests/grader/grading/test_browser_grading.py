@@ -120,3 +120,31 @@ def test_a_teacher_grades_a_question_with_the_keyboard_only(page, live_server, r
     assert {a.scored_by.username for a in (first, second, alone)} == {"hannah"}
     n = keys / 3
     print(f"keystrokes per graded answer: {n:.2f}")
+
+
+def test_a_score_typed_while_offline_is_kept_and_saved_when_the_connection_returns(page, live_server, teacher, exam, question, answer):
+    from playwright.sync_api import expect
+
+    teacher.set_password("a-long-password")
+    teacher.save()
+    page.goto(f"{live_server.url}/accounts/login/?next=/exams/{exam.pk}/grade/{question.pk}/")
+    page.get_by_label("Username").fill(teacher.username)
+    page.get_by_label("Password").fill("a-long-password")
+    page.get_by_role("button", name="Log in").click()
+    box = page.get_by_label(f"{question.label} score for script {answer.script.number}", exact=False)
+    row = page.locator(f"#answer-{answer.pk}")
+
+    page.context.set_offline(True)
+    box.click()
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    expect(row).to_contain_text("not saved")
+    expect(box).to_have_value("1")
+    answer.refresh_from_db()
+    assert answer.score is None
+
+    page.context.set_offline(False)
+    expect(row).not_to_contain_text("not saved", timeout=20_000)
+    expect(row.locator(".grading-state")).to_contain_text("saved")
+    answer.refresh_from_db()
+    assert answer.score == Decimal("1")
