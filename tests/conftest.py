@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -117,6 +118,35 @@ def demo_folder_for(tmp_path_factory) -> Callable[..., Path]:
         return built[key]
 
     return build
+
+
+class RememberingEngine:
+    """The real EasyOCR engine, remembering its readings for the whole run, so tests that read the same
+    demo pages do not run the model again. ``calls`` counts the reads asked of this wrapper."""
+
+    memory: dict = {}
+
+    def __init__(self, real):
+        self.real = real
+        self.name = real.name
+        self.calls = 0
+
+    def read_page(self, *, page, regions, lang="en"):
+        self.calls += 1
+        key = (hashlib.sha1(page.tobytes()).hexdigest(), page.size, tuple(regions), lang)
+        if key not in self.memory:
+            self.memory[key] = self.real.read_page(page=page, regions=regions, lang=lang)
+        return self.memory[key]
+
+
+@pytest.fixture
+def remembered_ocr(monkeypatch) -> RememberingEngine:
+    """EasyOCR, as ``engine_get`` hands it out, wrapped in a ``RememberingEngine`` for this test."""
+    from grader.reading import services as reading
+
+    engine = RememberingEngine(reading.engine_get(reading.OCR))
+    monkeypatch.setitem(reading._engines, reading.OCR, engine)
+    return engine
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -158,19 +158,34 @@
     else if (inBox) event.preventDefault(); // letters are not scores
   }
 
+  const pending = new Map(); // score box -> the timer of its next try, while its save waits to be sent again
+
+  function resend(input) {
+    pending.delete(input);
+    if (!document.contains(input)) return;
+    delete input.dataset.sent;
+    save(input);
+    if (input.value.trim() === (input.dataset.saved || "")) setState(input, "", "");
+  }
+
   function retry(input) {
     if (!input || !document.contains(input)) return;
     const attempt = Number(input.dataset.attempt || 0);
     input.dataset.attempt = String(attempt + 1);
     const wait = RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)];
     setState(input, "not saved — retrying", "grading-retrying");
-    window.setTimeout(() => {
-      if (!document.contains(input)) return;
-      delete input.dataset.sent;
-      save(input);
-      if (input.value.trim() === (input.dataset.saved || "")) setState(input, "", "");
-    }, wait);
+    window.clearTimeout(pending.get(input));
+    pending.set(input, window.setTimeout(() => resend(input), wait));
   }
+
+  // When the connection comes back, send what is waiting at once rather than after its backoff.
+  window.addEventListener("online", () => {
+    for (const [input, timer] of [...pending]) {
+      window.clearTimeout(timer);
+      delete input.dataset.attempt;
+      resend(input);
+    }
+  });
 
   document.addEventListener("keydown", onKey);
   document.addEventListener("focusin", (event) => {

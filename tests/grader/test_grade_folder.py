@@ -13,12 +13,9 @@ from openpyxl import Workbook
 
 from grader.models import Exam, User
 from grader.reading.models import ScriptIdentity
-from tests.grader.api.remembering import remember_ocr
 
 
-@pytest.fixture(autouse=True)
-def _remembering_ocr(monkeypatch):
-    remember_ocr(monkeypatch)
+pytestmark = pytest.mark.usefixtures("remembered_ocr")
 
 
 @pytest.fixture

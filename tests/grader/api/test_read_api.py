@@ -24,7 +24,6 @@ from grader.reading import services as reading
 from ml.pages import document_pages
 from ml.recognition.base import Reading
 from tests.conftest import layout_page, pdf_bytes
-from tests.grader.api.remembering import remember_ocr
 
 URL = "/api/v1/read"
 PAGE_SIZE = (400, 300)
@@ -280,8 +279,8 @@ def _demo_regions(records) -> str:
 
 
 @pytest.fixture
-def ocr(monkeypatch):
-    return remember_ocr(monkeypatch)
+def ocr(remembered_ocr):
+    return remembered_ocr
 
 
 def test_easyocr_reads_a_demo_page_close_to_what_was_written(post, demo_page, ocr, teacher, caplog):

@@ -10,15 +10,13 @@ from grader.grading.models import AnswerChange
 from grader.grading.selectors import answer_groups_for_question
 from grader.models import Exam, User
 from grader.reading.models import Answer
-from tests.grader.api.remembering import remember_ocr
 from tests.grader.reading.test_views_reading import demo_load, demo_read
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def read_demo(department, demo_folder_for, monkeypatch):
-    remember_ocr(monkeypatch)
+def read_demo(department, demo_folder_for, remembered_ocr):
     teacher = User.objects.create_user("hannah", password="a-long-password", department=department)
     exam = Exam.objects.create(title="Year 9 Science mock", owner=teacher, department=department, pages_per_script=2)
     demo_read(demo_load(exam=exam, teacher=teacher, folder=demo_folder_for(students=3, absent=0, seed=5)))
@@ -143,8 +141,8 @@ def test_a_score_typed_while_offline_is_kept_and_saved_when_the_connection_retur
     answer.refresh_from_db()
     assert answer.score is None
 
-    page.context.set_offline(False)
-    expect(row).not_to_contain_text("not saved", timeout=20_000)
+    page.context.set_offline(False)  # the page sends what is waiting as soon as it is back online
+    expect(row).not_to_contain_text("not saved", timeout=5_000)
     expect(row.locator(".grading-state")).to_contain_text("saved")
     answer.refresh_from_db()
     assert answer.score == Decimal("1")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from decimal import Decimal
 
@@ -15,25 +14,7 @@ from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
 
 
-class _RememberingEngine:
-    """The real EasyOCR engine, remembering its readings so each test does not read the exam again."""
-
-    name = reading.OCR
-    memory: dict = {}
-
-    def __init__(self, real):
-        self.real = real
-
-    def read_page(self, *, page, regions, lang="en"):
-        key = (hashlib.sha1(page.tobytes()).hexdigest(), tuple(regions), lang)
-        if key not in self.memory:
-            self.memory[key] = self.real.read_page(page=page, regions=regions, lang=lang)
-        return self.memory[key]
-
-
-@pytest.fixture(autouse=True)
-def _remembering_ocr(monkeypatch):
-    monkeypatch.setitem(reading._engines, reading.OCR, _RememberingEngine(reading.engine_get(reading.OCR)))
+pytestmark = pytest.mark.usefixtures("remembered_ocr")
 
 
 @pytest.fixture

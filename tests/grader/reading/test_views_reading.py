@@ -1,12 +1,11 @@
 """Reading screens: pipeline progress, re-reading, question settings, crops and the identity screen.
 
 The small demo exam (3 students) is loaded through the services and read by the real EasyOCR
-engine once; ``_RememberingEngine`` replays its readings in later tests (and in the browser tests).
+engine once; ``remembered_ocr`` replays its readings in later tests (and in the browser tests).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from datetime import timedelta
@@ -28,25 +27,7 @@ from grader.reading.models import Answer, ScriptIdentity
 from grader.reading.views import IDLE_POLLS
 
 
-class RememberingEngine:
-    """The real EasyOCR engine, remembering its readings for the whole test session."""
-
-    name = reading.OCR
-    memory: dict = {}
-
-    def __init__(self, real):
-        self.real = real
-
-    def read_page(self, *, page, regions, lang="en"):
-        key = (hashlib.sha1(page.tobytes()).hexdigest(), tuple(regions), lang)
-        if key not in self.memory:
-            self.memory[key] = self.real.read_page(page=page, regions=regions, lang=lang)
-        return self.memory[key]
-
-
-@pytest.fixture(autouse=True)
-def _remembering_ocr(monkeypatch):
-    monkeypatch.setitem(reading._engines, reading.OCR, RememberingEngine(reading.engine_get(reading.OCR)))
+pytestmark = pytest.mark.usefixtures("remembered_ocr")
 
 
 @pytest.fixture
