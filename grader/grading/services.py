@@ -287,11 +287,6 @@ def completeness_waive(*, exam_id: int, kind: str, object_id: int, user: User, r
 
 
 @transaction.atomic
-def completeness_waiver_remove(*, exam_id: int, kind: str, object_id: int) -> None:
-    CompletenessWaiver.objects.filter(exam_id=exam_id, kind=kind, object_id=object_id).delete()
-
-
-@transaction.atomic
 def exam_finish(*, exam_id: int, user: User) -> ExamStatus:
     """Mark the exam finished, which locks its scores and transcriptions.
 
