@@ -241,6 +241,7 @@ class Script(models.Model):
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="scripts")
     number = models.PositiveIntegerField(help_text="1-based, shown to teachers; stable once given")
     student = models.ForeignKey(Student, null=True, blank=True, on_delete=models.SET_NULL, related_name="scripts")
+    comment = models.TextField(blank=True, help_text="For the student: printed on the first page of the scored script.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

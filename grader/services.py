@@ -652,3 +652,16 @@ def script_delete_if_empty(*, script: Script) -> bool:
         return False
     script.delete()
     return True
+
+
+SCRIPT_COMMENT_MAX = 2000
+
+
+def script_comment_set(*, script: Script, comment: str) -> Script:
+    """The teacher's comment for the student, printed on the scored script (at most 2000 characters)."""
+    comment = comment.strip().replace("\r\n", "\n")
+    if len(comment) > SCRIPT_COMMENT_MAX:
+        raise ValueError(f"A comment holds at most {SCRIPT_COMMENT_MAX} characters; this one has {len(comment)}.")
+    Script.objects.filter(pk=script.pk).update(comment=comment)
+    script.comment = comment
+    return script

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "grader",
     "grader.reading",
     "grader.grading",
+    "grader.outputs",
     "grader.api",
     "annotations",
 ]
@@ -164,6 +165,7 @@ CELERY_TASK_ROUTES = {
     "grader.reading.tasks.script_box_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
+    "grader.outputs.tasks.*": {"queue": "default"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -29,8 +29,11 @@ urlpatterns = [
     path("exams/<int:exam_id>/scripts/new/", views.script_new, name="script_new"),
     path("exams/<int:exam_id>/scripts/<int:number>/", views.script_detail, name="script_detail"),
     path("exams/<int:exam_id>/scripts/<int:number>/delete/", views.script_delete, name="script_delete"),
+    path("exams/<int:exam_id>/scripts/<int:number>/comment/", views.script_comment, name="script_comment"),
     path("", include("annotations.urls")),
     path("", include("grader.reading.urls")),
     path("", include("grader.grading.urls")),
+    path("", include("grader.outputs.urls")),
+
     path("api/v1/", include("grader.api.urls")),
 ]

@@ -401,6 +401,20 @@ def script_delete(request: HttpRequest, exam_id: int, number: int) -> HttpRespon
 
 @login_required
 @require_POST
+def script_comment(request: HttpRequest, exam_id: int, number: int) -> HttpResponse:
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    script = selectors.script_get(exam=exam, number=number)
+    try:
+        services.script_comment_set(script=script, comment=request.POST.get("comment", ""))
+    except ValueError as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"Saved the comment on script {number}.")
+    return redirect(script.get_absolute_url() + "#comment")
+
+
+@login_required
+@require_POST
 def page_action(request: HttpRequest, exam_id: int, page_id: int, action: str) -> HttpResponse:
     """Reorder, move, remove or restore one page. Answers with a redirect back to where it was used."""
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)

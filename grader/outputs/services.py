@@ -1,0 +1,203 @@
+"""Export jobs: every generated file (scored scripts, spreadsheet, sample report, backup) is made by a
+Celery task from an ``ExportJob``, so the teacher sees progress and downloads the file when it is done.
+
+A department head may ask for the sample report of any exam of their department; every other kind
+needs the right to change the exam (they carry the whole class's data, or the exam itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from grader.models import Exam, User
+from grader.selectors import exam_can_change
+from ml.score_stats import BandsRefused
+
+from .models import ExportJob
+from .selectors import ScriptResult, script_results
+
+logger = logging.getLogger(__name__)
+
+Kind = ExportJob.Kind
+READ_ONLY_KINDS = {Kind.SAMPLE_REPORT}
+SAMPLE_N_MAX = 50
+
+
+class ExportRefused(ValueError):
+    """The request cannot make a file; the message says why, for the teacher."""
+
+
+def export_kind_allowed(*, user: User, exam: Exam, kind: str) -> bool:
+    return kind in READ_ONLY_KINDS or exam_can_change(user=user, exam=exam)
+
+
+def file_stem(text: str) -> str:
+    """``text`` made safe as a file name on every system (letters, digits, spaces, ``-_.()``)."""
+    stem = re.sub(r"[^\w\-. ()]+", "_", text, flags=re.UNICODE).strip(" ._")
+    return stem[:120] or "file"
+
+
+def script_pdf_name(*, result: ScriptResult) -> str:
+    """``<student ID>.pdf``, or ``script-<number>.pdf`` for a script with no student."""
+    if result.student:
+        return f"{file_stem(result.student.student_id)}.pdf"
+    return f"script-{result.script.number}.pdf"
+
+
+def _sample_params(raw: dict) -> dict:
+    try:
+        n = int(raw.get("n") or 3)
+    except (TypeError, ValueError) as error:
+        raise ExportRefused("Scripts per band must be a whole number.") from error
+    if not 1 <= n <= SAMPLE_N_MAX:
+        raise ExportRefused(f"Scripts per band must be between 1 and {SAMPLE_N_MAX}.")
+    pass_mark = raw.get("pass_mark")
+    if pass_mark in (None, ""):
+        return {"n": n, "pass_mark": None}
+    try:
+        mark = Decimal(str(pass_mark))
+    except InvalidOperation as error:
+        raise ExportRefused(f"The pass mark {pass_mark!r} is not a number of marks.") from error
+    if not mark.is_finite() or mark < 0:
+        raise ExportRefused("The pass mark must be a number of marks, 0 or more.")
+    return {"n": n, "pass_mark": float(mark)}
+
+
+def _params_clean(*, exam: Exam, kind: str, raw: dict) -> dict:
+    if kind == Kind.SCRIPT_PDF:
+        script = exam.scripts.filter(number=raw.get("script")).first() if str(raw.get("script", "")).isdigit() else None
+        if script is None:
+            raise ExportRefused("Choose a script of this exam.")
+        return {"script_id": script.pk, "number": script.number}
+    if kind == Kind.SAMPLE_REPORT:
+        return _sample_params(raw)
+    return {}
+
+
+@transaction.atomic
+def export_create(*, exam: Exam, kind: str, params: dict, user: User) -> ExportJob:
+    """Queue a job making a file of ``kind`` (an ``ExportJob.Kind`` value) from the request's ``params``.
+
+    The same file already being made is not made twice: its job is returned. Raises ``ExportRefused``
+    for an unknown kind, bad parameters or an exam with nothing to export, and ``PermissionError``
+    when ``user`` may not have this kind.
+    """
+    if kind not in Kind.values:
+        raise ExportRefused(f"Unknown kind of file {kind!r}.")
+    if not export_kind_allowed(user=user, exam=exam, kind=kind):
+        raise PermissionError("You can read this exam but not make this file.")
+    if kind != Kind.BACKUP and not exam.scripts.exists():
+        raise ExportRefused("This exam has no scripts yet: upload the scans first.")
+    clean = _params_clean(exam=exam, kind=kind, raw=params)
+    running = ExportJob.objects.filter(
+        exam=exam, kind=kind, params=clean, status__in=[ExportJob.Status.QUEUED, ExportJob.Status.RUNNING]
+    ).first()
+    if running:
+        return running
+    job = ExportJob.objects.create(exam=exam, kind=kind, params=clean, created_by=user)
+    from .tasks import export_run_task
+
+    transaction.on_commit(lambda: export_run_task.delay(job.pk))
+    return job
+
+
+def _progress_for(job: ExportJob) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+
+    return progress
+
+
+def _scripts_zip(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
+    from . import pdf  # LEAD-TEMP
+
+    results = script_results(exam=job.exam)
+    spool = tempfile.TemporaryFile()
+    with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as archive:
+        names: set[str] = set()
+        for done, result in enumerate(results, start=1):
+            name = script_pdf_name(result=result)
+            if name in names:  # one student claimed by two scripts
+                name = f"{name[:-4]}-script-{result.script.number}.pdf"
+            names.add(name)
+            archive.writestr(name, pdf.script_pdf(result=result))
+            progress(done, len(results))
+    spool.seek(0)
+    return File(spool), f"{file_stem(job.exam.title)} - scored scripts.zip"
+
+
+def _file_make(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
+    """The file for ``job`` and the name it downloads under."""
+    from . import backup, pdf, spreadsheet  # LEAD-TEMP: move to the top once helpers land
+    exam = job.exam
+    title = file_stem(exam.title)
+    if job.kind == Kind.SCRIPT_PDF:
+        [result] = script_results(exam=exam, script_ids=[job.params["script_id"]])
+        progress(0, 1)
+        return ContentFile(pdf.script_pdf(result=result)), f"{title} - {script_pdf_name(result=result)}"
+    if job.kind == Kind.SCRIPTS_ZIP:
+        return _scripts_zip(job=job, progress=progress)
+    if job.kind == Kind.SPREADSHEET:
+        return ContentFile(spreadsheet.scores_workbook(exam=exam)), f"{title} - scores.xlsx"
+    if job.kind == Kind.SAMPLE_REPORT:
+        data = pdf.sample_report_pdf(exam=exam, n=job.params["n"], pass_mark=job.params["pass_mark"], progress=progress)
+        return ContentFile(data), f"{title} - sample report.pdf"
+    spool = tempfile.TemporaryFile()
+    backup.exam_backup_write(exam=exam, out=spool, progress=progress)
+    spool.seek(0)
+    return File(spool), f"{title} - backup {timezone.localtime():%Y-%m-%d %H%M}.zip"
+
+
+def export_run(*, job_id: int) -> ExportJob:
+    """Make the job's file (the Celery task's body). A failure is recorded on the job, never raised.
+
+    Running a job that already finished changes nothing, so a redelivered task does no harm. Once a
+    file is made, older finished files of the same kind and parameters are deleted: the newest wins.
+    """
+    with transaction.atomic():
+        job = ExportJob.objects.select_for_update().select_related("exam").get(pk=job_id)
+        if job.status != ExportJob.Status.QUEUED:
+            return job
+        job.status = ExportJob.Status.RUNNING
+        job.save(update_fields=["status"])
+    try:
+        content, filename = _file_make(job=job, progress=_progress_for(job))
+        with content:
+            job.file.save(filename, content, save=False)
+    except (BandsRefused, ExportRefused) as error:
+        return _job_failed(job=job, error=str(error))
+    except Exception as error:  # a broken page image or a full disk: the teacher must hear of it
+        logger.exception("Export job %s (%s for exam %s) failed", job.pk, job.kind, job.exam_id)
+        return _job_failed(job=job, error=f"Making the file failed: {error}")
+    job.refresh_from_db(fields=["done", "total"])
+    job.status, job.filename, job.finished_at = ExportJob.Status.DONE, filename, timezone.now()
+    job.done = job.total
+    job.save(update_fields=["status", "file", "filename", "finished_at", "done", "total"])
+    for older in ExportJob.objects.filter(exam=job.exam, kind=job.kind, params=job.params).exclude(pk=job.pk).filter(
+        status__in=[ExportJob.Status.DONE, ExportJob.Status.FAILED]
+    ):
+        export_delete(job=older)
+    return job
+
+
+def _job_failed(*, job: ExportJob, error: str) -> ExportJob:
+    logger.warning("Export job %s for exam %s failed: %s", job.pk, job.exam_id, error)
+    job.status, job.error, job.finished_at = ExportJob.Status.FAILED, error, timezone.now()
+    job.save(update_fields=["status", "error", "finished_at"])
+    return job
+
+
+def export_delete(*, job: ExportJob) -> None:
+    if job.file:
+        job.file.delete(save=False)
+    job.delete()
