@@ -6,6 +6,7 @@ urlpatterns = [
     path("exams/<int:exam_id>/grade/", views.grading_index, name="grading_index"),
     path("exams/<int:exam_id>/grade/finish/", views.grading_finish, name="grading_finish"),
     path("exams/<int:exam_id>/grade/rollback/", views.grading_rollback, name="grading_rollback"),
+    path("exams/<int:exam_id>/grade/reopen/", views.grading_reopen, name="grading_reopen"),
     path("exams/<int:exam_id>/grade/finish/waive/", views.grading_waive, name="grading_waive"),
     path("exams/<int:exam_id>/grade/<int:question_id>/", views.grading_question, name="grading_question"),
     path("exams/<int:exam_id>/grade/<int:question_id>/groups/", views.grading_group_score, name="grading_group_score"),

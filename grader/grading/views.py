@@ -369,6 +369,15 @@ def grading_finish(request: HttpRequest, exam_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def grading_reopen(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    services.exam_reopen(exam_id=exam.pk, user=request.user)
+    messages.success(request, f"{exam.title} is open for grading again; finish it once the changes are made.")
+    return redirect("grading_finish", exam_id=exam.pk)
+
+
+@login_required
+@require_POST
 def grading_waive(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     try:

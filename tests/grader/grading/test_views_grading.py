@@ -205,6 +205,20 @@ def test_waive_then_finish(client_for, teacher, exam, question, answer_for):
     assert locked.status_code == 422 and "finished" in locked.content.decode()
 
 
+def test_a_finished_exam_can_be_reopened_by_a_teacher_but_not_by_a_head(client_for, teacher, head, exam, answer):
+    ExamStatus.objects.create(exam=exam, finished_at=timezone.now(), finished_by=teacher)
+    page = client_for(teacher).get(reverse("grading_finish", args=[exam.pk])).content.decode()
+    assert reverse("grading_reopen", args=[exam.pk]) in page and reverse("outputs", args=[exam.pk]) in page
+    assert client_for(head).post(reverse("grading_reopen", args=[exam.pk])).status_code == 403
+    assert ExamStatus.objects.get(exam=exam).finished
+
+    response = client_for(teacher).post(reverse("grading_reopen", args=[exam.pk]), follow=True)
+    assert "open for grading again" in response.content.decode()
+    assert not ExamStatus.objects.get(exam=exam).finished
+    saved = client_for(teacher, htmx=True).post(_score_url(exam, answer), {"score": "1", "version": answer.version})
+    assert saved.status_code == 200
+
+
 def test_rolling_the_exam_back_undoes_every_change_after_the_time_given(client_for, teacher, exam, question, answer):
     client = client_for(teacher)
     client.post(_score_url(exam, answer), {"score": "1", "version": 0})
