@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.markdesk-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Debian packages: handwriting fonts for the demo scans, chromium for the browser tests, pango for PDFs.
+# Debian packages: handwriting fonts for the demo scans, chromium for the browser tests, pango for PDFs,
+# LibreOffice Calc (headless) to check that exported spreadsheets open.
 SYSTEM_PACKAGES := fonts-dkg-handwriting fonts-humor-sans fonts-femkeklaver fonts-breip fonts-dejavu-core \
-	libpango-1.0-0 libpangoft2-1.0-0 chromium poppler-utils
+	libpango-1.0-0 libpangoft2-1.0-0 chromium poppler-utils libreoffice-calc-nogui
 # The second test pass runs over real PostgreSQL and Redis connections (CI has both on 127.0.0.1).
 SERVICES_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/test)
 SERVICES_BROKER_URL ?= $(or $(CELERY_BROKER_URL),redis://127.0.0.1:6379/0)
