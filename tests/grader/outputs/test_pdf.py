@@ -1,0 +1,251 @@
+import datetime
+import io
+import re
+from decimal import Decimal
+
+import pypdfium2 as pdfium
+import pytest
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from grader.models import Script
+from grader.outputs.pdf import sample_report_pdf, script_pdf
+from grader.outputs.selectors import script_results
+from ml.score_stats import BandsRefused
+
+A4_PT = (595.276, 841.89)
+RED = (208, 16, 26)
+
+
+def _pdf(data: bytes) -> pdfium.PdfDocument:
+    assert data.startswith(b"%PDF")
+    return pdfium.PdfDocument(data)
+
+
+def _texts(document: pdfium.PdfDocument) -> list[str]:
+    """Each page's text with runs of whitespace made single spaces."""
+    return [re.sub(r"\s+", " ", page.get_textpage().get_text_range()) for page in document]
+
+
+def _result(exam, student_id: str):
+    return next(result for result in script_results(exam=exam) if result.student.student_id == student_id)
+
+
+def _text_box(page: pdfium.PdfPage, text: str) -> tuple[float, float, float, float]:
+    """The first occurrence of ``text`` on ``page``: left, top, right, bottom in points from the top-left."""
+    textpage = page.get_textpage()
+    match = textpage.search(text).get_next()
+    assert match, f"{text!r} is not on the page"
+    index, count = match
+    boxes = [textpage.get_charbox(i) for i in range(index, index + count)]
+    height = page.get_height()
+    return (min(b[0] for b in boxes), height - max(b[3] for b in boxes),
+            max(b[2] for b in boxes), height - min(b[1] for b in boxes))
+
+
+def _fit(width_px: int, height_px: int) -> tuple[float, float, float]:
+    """Points per pixel and the image's offset on an A4 sheet, for a scan fitted within it."""
+    scale = min(A4_PT[0] / width_px, A4_PT[1] / height_px)
+    return scale, (A4_PT[0] - width_px * scale) / 2, (A4_PT[1] - height_px * scale) / 2
+
+
+def _assert_label_beside_box(page: pdfium.PdfPage, text: str, crop, size=(1240, 1754)) -> None:
+    scale, dx, dy = _fit(*size)
+    x1, y1, x2, y2 = (dx + crop[0] * scale, dy + crop[1] * scale, dx + crop[2] * scale, dy + crop[3] * scale)
+    left, top, right, bottom = _text_box(page, text)
+    assert x2 < left < x2 + 20 and right < A4_PT[0], "the score is just right of its box, on the paper"
+    assert y1 <= (top + bottom) / 2 <= y2, "the score is level with its box"
+    # The box is drawn in red: sample the middle of its left edge at 2 px per point.
+    image = page.render(scale=2).to_pil().convert("RGB")
+    red = image.getpixel((round(2 * x1 + 1), round(y1 + y2)))
+    assert red[0] > 150 and red[1] < 90 and red[2] < 90, f"box edge is {red}, not red"
+
+
+@pytest.fixture
+def dated_exam(scored_exam):
+    scored_exam.subject = "Physics"
+    scored_exam.date = datetime.date(2025, 3, 14)
+    scored_exam.save()
+    return scored_exam
+
+
+def test_a_scored_script_is_a_summary_page_then_each_scanned_page_on_a4(dated_exam):
+    document = _pdf(script_pdf(result=_result(dated_exam, "S1")))
+
+    assert len(document) == 3
+    for page in document:
+        width, height = page.get_size()
+        assert width == pytest.approx(A4_PT[0], abs=1) and height == pytest.approx(A4_PT[1], abs=1)
+
+
+def test_the_summary_names_the_student_and_shows_each_score_the_total_and_the_comment(dated_exam):
+    result = _result(dated_exam, "S2")
+    result.script.comment = "Good method in Q1.\nShow your working in Q3."
+    result.script.save()
+
+    summary = _texts(_pdf(script_pdf(result=result)))[0]
+
+    for text in ("Year 9 Science", "Physics", "14 March 2025", "Ben Okafor", "Student ID S2", "Class 9A",
+                 "Q1 1.5 2", "Q2 1 1", "Q3 2 3", "4.5/6", "75%", "Comments", "Good method in Q1.",
+                 "Show your working in Q3."):
+        assert text in summary
+
+
+def test_a_full_score_reads_as_whole_marks_and_a_script_without_a_comment_has_no_comments_heading(dated_exam):
+    summary = _texts(_pdf(script_pdf(result=_result(dated_exam, "S1"))))[0]
+
+    assert "6/6" in summary and "100%" in summary
+    assert "Q1 2 2" in summary and "2.00" not in summary
+    assert "Comments" not in summary
+
+
+def test_a_blank_answer_says_blank_and_an_unscored_one_shows_a_dash(dated_exam):
+    blank = _texts(_pdf(script_pdf(result=_result(dated_exam, "S5"))))[0]
+    assert "Q3 blank 0 3" in blank
+
+    result = _result(dated_exam, "S4")
+    q2 = result.rows[1].answer
+    q2.suggested_score = None
+    q2.save()
+    document = _pdf(script_pdf(result=_result(dated_exam, "S4")))
+
+    assert "Q2 — 1" in _texts(document)[0]
+    assert "2.5/6" not in _texts(document)[0] and "1.5/6" in _texts(document)[0]
+    _assert_label_beside_box(document[1], "—/1", q2.crop)
+
+
+def test_a_script_without_a_student_is_named_by_its_number(dated_exam):
+    Script.objects.filter(exam=dated_exam, number=3).update(student=None)
+    result = next(r for r in script_results(exam=dated_exam) if r.script.number == 3)
+
+    assert "Script 3 (no student)" in _texts(_pdf(script_pdf(result=result)))[0]
+
+
+def test_each_score_is_written_in_red_beside_its_box_on_the_scanned_page(dated_exam):
+    result = _result(dated_exam, "S2")
+    document = _pdf(script_pdf(result=result))
+
+    for row, text in zip(result.rows, ("1.5/2", "1/1", "2/3")):
+        page = document[1 + row.answer.page.position]
+        _assert_label_beside_box(page, text, row.answer.crop)
+
+
+def test_a_page_that_is_not_a4_is_fitted_within_the_sheet_with_its_scores(dated_exam):
+    result = _result(dated_exam, "S1")
+    answer = result.rows[2].answer
+    page = answer.page
+    buffer = io.BytesIO()
+    Image.new("L", (1754, 1240), "white").save(buffer, format="JPEG")
+    page.image.save("landscape.jpg", ContentFile(buffer.getvalue()), save=False)
+    page.width, page.height = 1754, 1240
+    page.save()
+    answer.crop = [100, 100, 900, 400]
+    answer.save()
+
+    document = _pdf(script_pdf(result=_result(dated_exam, "S1")))
+
+    assert document[2].get_size() == pytest.approx(A4_PT, abs=1)
+    _assert_label_beside_box(document[2], "3/3", answer.crop, size=(1754, 1240))
+
+
+def test_a_score_with_no_room_right_of_its_box_goes_above_it_on_the_paper(dated_exam):
+    result = _result(dated_exam, "S2")
+    answer = result.rows[0].answer
+    answer.crop = [700, 500, 1235, 600]
+    answer.save()
+
+    document = _pdf(script_pdf(result=_result(dated_exam, "S2")))
+
+    scale, _, _ = _fit(1240, 1754)
+    left, top, right, bottom = _text_box(document[1], "1.5/2")
+    assert bottom <= 500 * scale and top > 500 * scale - 40
+    assert 700 * scale <= left and right <= A4_PT[0] - 10
+
+
+def test_a_discarded_page_is_left_out(dated_exam):
+    result = _result(dated_exam, "S1")
+    result.script.pages.filter(position=1).update(discarded=True)
+
+    assert len(_pdf(script_pdf(result=result))) == 2
+
+
+BANDS_OF_TWO = {"Good": ["Ada Lovelace", "Ben Okafor"], "Average": ["Femi Adeyemi", "Chloe Martin"],
+                "Weak": ["Dev Patel", "Eva Rossi"]}
+
+
+def _sections(texts: list[str]) -> list[tuple[str, list[str]]]:
+    """The report after its cover as (separator text, [summary text of each sampled script])."""
+    sections: list[tuple[str, list[str]]] = []
+    for text in texts[1:]:
+        if re.search(r"(Good|Average|Weak) — ", text):
+            sections.append((text, []))
+        elif "QUESTION SCORE OUT OF" in text:
+            sections[-1][1].append(text)
+    return sections
+
+
+def test_the_sample_report_opens_with_the_exam_statistics_and_a_histogram(dated_exam):
+    document = _pdf(sample_report_pdf(exam=dated_exam, n=2))
+    cover = _texts(document)[0]
+
+    # Totals 6, 4.5, 3, 2.5, 0, 4 out of 6.
+    for text in ("SAMPLE REPORT", "Year 9 Science", "Scripts scored 6", "Mean 3.33 55.6", "Median 3.5 58.3",
+                 "Standard deviation 1.86 31.1", "Highest 6 100", "Lowest 0 0", "Scripts per band 2",
+                 "Distribution of totals", "0 0.6 1.2 1.8 2.4 3 3.6 4.2 4.8 5.4 6", "Total (marks out of 6)"):
+        assert text in cover
+    assert "Pass" not in cover
+    # 1 cover, then per band a separator and 2 scripts of a summary and 2 scanned pages.
+    assert len(document) == 1 + 3 * (1 + 2 * 3)
+
+
+def test_each_band_page_names_its_scripts_and_exactly_n_scored_scripts_follow(dated_exam):
+    sections = _sections(_texts(_pdf(sample_report_pdf(exam=dated_exam, n=2))))
+
+    assert len(sections) == 3
+    for (separator, summaries), (band, names) in zip(sections, BANDS_OF_TWO.items()):
+        assert f"{band} — " in separator
+        assert all(name in separator for name in names)
+        assert len(summaries) == 2
+        assert all(name in summary for name, summary in zip(names, summaries))
+        assert all(f"{band.upper()} SAMPLE" in summary for summary in summaries)
+    assert "Good — top 2 scripts by total" in sections[0][0]
+    assert "Average — 2 scripts around the median" in sections[1][0]
+    assert "Weak — bottom 2 scripts by total" in sections[2][0]
+
+
+def test_with_a_pass_mark_only_passing_scripts_are_sampled_and_the_pass_rate_is_shown(dated_exam):
+    texts = _texts(_pdf(sample_report_pdf(exam=dated_exam, n=1, pass_mark=Decimal("2.5"))))
+
+    assert "Pass mark 2.5 41.7" in texts[0] and "Pass rate 5 of 6 83.3" in texts[0] and "pass mark 2.5" in texts[0]
+    sections = _sections(texts)
+    # Eva Rossi (0) is below the pass mark: Dev Patel (2.5) is the weakest passing script.
+    assert "Ada Lovelace" in sections[0][0]
+    assert "Femi Adeyemi" in sections[1][0]
+    assert "Dev Patel" in sections[2][0]
+    assert "Weak — bottom 1 passing script by total" in sections[2][0]
+    assert not any("Eva Rossi" in text for text in texts)
+
+
+def test_a_script_nobody_scored_is_left_out_of_the_report(dated_exam):
+    gus = dated_exam.students.get(student_id="S7")
+    Script.objects.create(exam=dated_exam, number=7, student=gus)
+
+    texts = _texts(_pdf(sample_report_pdf(exam=dated_exam, n=2)))
+
+    assert "Scripts scored 6" in texts[0] and "1 script with no score at all is left out." in texts[0]
+    assert not any("Gus Absent" in text for text in texts)
+
+
+def test_the_sample_report_reports_progress_script_by_script(dated_exam):
+    calls = []
+
+    sample_report_pdf(exam=dated_exam, n=2, progress=lambda done, total: calls.append((done, total)))
+
+    assert calls == [(done, 6) for done in range(1, 7)]
+
+
+def test_bands_larger_than_the_scripts_allow_are_refused_with_a_clear_message(dated_exam):
+    with pytest.raises(BandsRefused, match=r"Three bands of 3 need 9 scripts; there are 6\."):
+        sample_report_pdf(exam=dated_exam, n=3)
+    with pytest.raises(BandsRefused, match=r"at or above the pass mark 4; there are 3\."):
+        sample_report_pdf(exam=dated_exam, n=2, pass_mark=4)
