@@ -11,7 +11,7 @@ import logging
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 
 from django.core.files import File
@@ -23,6 +23,7 @@ from grader.models import Exam, User
 from grader.selectors import exam_can_change
 from ml.score_stats import BandsRefused
 
+from . import backup, pdf, spreadsheet
 from .models import ExportJob
 from .selectors import ScriptResult, script_results
 
@@ -118,27 +119,36 @@ def _progress_for(job: ExportJob) -> Callable[[int, int], None]:
     return progress
 
 
-def _scripts_zip(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
-    from . import pdf  # LEAD-TEMP
+def scored_script_files(
+    *, exam: Exam, progress: Callable[[int, int], None] | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """Every script's scored PDF with its file name (``script_pdf_name``), in script order.
 
-    results = script_results(exam=job.exam)
+    A student claimed by two scripts gets ``<ID>.pdf`` and ``<ID>-script-<number>.pdf``.
+    """
+    results = script_results(exam=exam)
+    names: set[str] = set()
+    for done, result in enumerate(results, start=1):
+        name = script_pdf_name(result=result)
+        if name in names:
+            name = f"{name[:-4]}-script-{result.script.number}.pdf"
+        names.add(name)
+        yield name, pdf.script_pdf(result=result)
+        if progress:
+            progress(done, len(results))
+
+
+def _scripts_zip(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
     spool = tempfile.TemporaryFile()
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as archive:
-        names: set[str] = set()
-        for done, result in enumerate(results, start=1):
-            name = script_pdf_name(result=result)
-            if name in names:  # one student claimed by two scripts
-                name = f"{name[:-4]}-script-{result.script.number}.pdf"
-            names.add(name)
-            archive.writestr(name, pdf.script_pdf(result=result))
-            progress(done, len(results))
+        for name, data in scored_script_files(exam=job.exam, progress=progress):
+            archive.writestr(name, data)
     spool.seek(0)
     return File(spool), f"{file_stem(job.exam.title)} - scored scripts.zip"
 
 
 def _file_make(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
     """The file for ``job`` and the name it downloads under."""
-    from . import backup, pdf, spreadsheet  # LEAD-TEMP: move to the top once helpers land
     exam = job.exam
     title = file_stem(exam.title)
     if job.kind == Kind.SCRIPT_PDF:

@@ -137,6 +137,27 @@ def test_the_exam_is_kept_for_review_and_a_summary_printed(graded, demo_folder, 
     assert "answers flagged" in summary and " s." in summary
 
 
+def test_the_spreadsheet_and_one_scored_pdf_per_script_are_written_beside_results(graded, tmp_path):
+    import pypdfium2
+    from openpyxl import load_workbook
+
+    _, results = graded
+    out = tmp_path / "out"
+    names = {f"{script['student_id']}.pdf" if script["student_id"] else f"script-{number}.pdf"
+             for number, script in enumerate(results["scripts"], start=1)}
+    assert {path.name for path in (out / "scripts").iterdir()} == names
+    for script in results["scripts"]:
+        if script["student_id"]:
+            document = pypdfium2.PdfDocument(out / "scripts" / f"{script['student_id']}.pdf")
+            assert script["student_id"] in document[0].get_textpage().get_text_range()
+            assert len(document) == 1 + len(script["pages"])
+    workbook = load_workbook(out / "scores.xlsx")
+    assert {"Scores", "Answers", "Questions"} <= set(workbook.sheetnames)
+    ids = {row[0] for row in workbook["Scores"].iter_rows(min_row=2, values_only=True)}
+    assert {script["student_id"] for script in results["scripts"] if script["student_id"]} <= ids
+    assert not list(out.glob("**/*.part"))
+
+
 def test_owner_can_be_named_and_an_unknown_owner_is_refused(demo_folder, tmp_path, teacher):
     with pytest.raises(CommandError, match="There is no user 'ghost'"):
         call_command("grade_folder", str(demo_folder), "--out", str(tmp_path / "out"), "--owner", "ghost")

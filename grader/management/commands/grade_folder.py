@@ -1,7 +1,9 @@
 """``python manage.py grade_folder DIR --out OUT [--owner USERNAME] [--engine easyocr]``.
 
 Grades a folder of exam files in this process (no worker), through the same services as the web app,
-and writes ``OUT/results.json``. The folder holds:
+and writes ``OUT/results.json``, ``OUT/scores.xlsx`` (the results spreadsheet, suggested scores as
+final) and ``OUT/scripts/<ID>.pdf`` (each student's scored script; ``script-<n>.pdf`` for a script
+matched to no student). The folder holds:
 
 ``template.pdf``      the blank exam (its page count is the number of pages per script);
 ``annotations.json``  the answer boxes, seed-001 form ``{"0": [{"x", "y", "width", "height", "label"}]}``
@@ -54,6 +56,8 @@ from django.db.models import Q
 from grader import services
 from grader.folders import FOLDER_FILES, FolderRejected, exam_folder_load
 from grader.models import Exam, User
+from grader.outputs.services import scored_script_files
+from grader.outputs.spreadsheet import scores_workbook
 from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
 from ml import pages as page_tools
@@ -117,6 +121,13 @@ def results_build(*, exam: Exam) -> dict:
     return {"scripts": scripts, "absent": absent, "unmatched_scripts": unmatched}
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write through a temporary name, so a reader never sees half a file."""
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
 def exam_discard(*, exam: Exam) -> None:
     """Delete an exam made by a failed run, with the files stored for it."""
     pk = exam.pk
@@ -126,7 +137,7 @@ def exam_discard(*, exam: Exam) -> None:
 
 
 class Command(BaseCommand):
-    help = "Grade a folder (template.pdf, annotations.json, roster.xlsx, answers.xlsx, scans.pdf) into OUT/results.json."
+    help = "Grade a folder (template.pdf, annotations.json, roster.xlsx, answers.xlsx, scans.pdf) into OUT/results.json, OUT/scores.xlsx and OUT/scripts/<ID>.pdf."
 
     def add_arguments(self, parser):
         parser.add_argument("folder", type=Path, help="The exam folder.")
@@ -172,9 +183,11 @@ class Command(BaseCommand):
             reading.exam_identity_match(exam_id=exam.pk)
             results = results_build(exam=exam)
             out.mkdir(parents=True, exist_ok=True)
-            temporary = out / "results.json.part"
-            temporary.write_text(json.dumps(results, indent=1, ensure_ascii=False))
-            os.replace(temporary, out / "results.json")
+            _write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False).encode())
+            _write(out / "scores.xlsx", scores_workbook(exam=exam))
+            (out / "scripts").mkdir(exist_ok=True)
+            for name, data in scored_script_files(exam=exam):
+                _write(out / "scripts" / name, data)
         except BaseException:
             if exam is not None:
                 exam_discard(exam=exam)
@@ -221,5 +234,6 @@ class Command(BaseCommand):
             f"{len(scripts)} scripts, {len(scripts) - len(results['unmatched_scripts'])} matched to the roster "
             f"({len(results['unmatched_scripts'])} unmatched, {len(results['absent'])} absent); "
             f"{sum(answer['flagged'] for answer in answers)} of {len(answers)} answers flagged; "
-            f"{seconds:.1f} s. Exam {exam.pk}; results in {out / 'results.json'}."
+            f"{seconds:.1f} s. Exam {exam.pk}; results in {out / 'results.json'}, {out / 'scores.xlsx'} "
+            f"and {out / 'scripts'}."
         )
