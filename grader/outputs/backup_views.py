@@ -1,0 +1,62 @@
+"""Restoring an exam from a backup zip (making backups is an export job on the Results page)."""
+
+from __future__ import annotations
+
+import logging
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
+
+from .backup import BackupRejected, exam_restore as backup_restore
+
+logger = logging.getLogger(__name__)
+
+
+class RestoreForm(forms.Form):
+    file = forms.FileField(label="Backup (.zip)")
+
+
+def _restore(request: HttpRequest, form: RestoreForm) -> tuple[HttpResponse | None, str | None]:
+    """Restore the uploaded backup: the redirect to the new exam, or the problem to show."""
+    if not form.is_valid():
+        return None, "Choose the backup file (.zip) to restore."
+    upload = form.cleaned_data["file"]
+    limit = settings.MAX_UPLOAD_MB * 1024 * 1024
+    if upload.size > limit:
+        return None, (
+            f"{upload.name} is {filesizeformat(upload.size)}, over the {settings.MAX_UPLOAD_MB} MB upload limit. "
+            "An administrator can restore it on the server: manage.py exam_restore FILE.zip --owner USERNAME."
+        )
+    try:
+        exam = backup_restore(archive=upload, owner=request.user)
+    except BackupRejected as error:
+        logger.warning("Backup %s from %s refused: %s", upload.name, request.user.username, error)
+        return None, f"{upload.name} was not restored: {error}"
+    messages.success(request, f"Restored {exam.title} from {upload.name}.")
+    if exam.unmapped_users:
+        messages.warning(
+            request,
+            f"{len(exam.unmapped_users)} user(s) named in the backup have no account here, so their names were "
+            f"left off the restored scores and changes: {', '.join(exam.unmapped_users)}.",
+        )
+    return redirect(exam), None
+
+
+@login_required
+def exam_restore(request: HttpRequest) -> HttpResponse:
+    if request.user.is_department_head:
+        raise PermissionDenied("Department heads read exams; a teacher restores them.")
+    form = RestoreForm()
+    problem = None
+    if request.method == "POST":
+        form = RestoreForm(request.POST, request.FILES)
+        response, problem = _restore(request, form)
+        if response is not None:
+            return response
+    return render(request, "outputs/restore.html", {"form": form, "problem": problem, "max_mb": settings.MAX_UPLOAD_MB})
