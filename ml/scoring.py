@@ -35,8 +35,8 @@ class ScoreRule:
         if not self.granularity.is_finite() or self.granularity <= 0:
             raise ValueError(f"granularity must be a number > 0, got {self.granularity}")
         if self.max_score % self.granularity:
-            raise ValueError(f"max score {_plain(self.max_score)} is not a multiple of "
-                             f"the granularity {_plain(self.granularity)}")
+            raise ValueError(f"max score {marks_text(self.max_score)} is not a multiple of "
+                             f"the granularity {marks_text(self.granularity)}")
 
 
 def score_suggest(*, similarity: float | None, blank: bool, rule: ScoreRule) -> Decimal:
@@ -68,12 +68,18 @@ def score_valid(*, score: Decimal, rule: ScoreRule) -> str | None:
     if score < 0:
         return "The score cannot be negative."
     if score > rule.max_score:
-        return f"The score {_plain(score)} is above the maximum of {_plain(rule.max_score)}."
+        return f"The score {marks_text(score)} is above the maximum of {marks_text(rule.max_score)}."
     if score % rule.granularity:
-        return f"The score {_plain(score)} is not a multiple of {_plain(rule.granularity)}."
+        return f"The score {marks_text(score)} is not a multiple of {marks_text(rule.granularity)}."
     return None
 
 
-def _plain(number: Decimal) -> str:
+def figure_text(value: float, places: int = 2) -> str:
+    """A statistic or percentage rounded to ``places`` decimals, without trailing zeros: "3.33", "75", "41.7"."""
+    return marks_text(round(value, places))
+
+
+def marks_text(value: Decimal | float | int) -> str:
+    """Marks as a teacher writes them: "1.5", "2", "0", never "2.00" or "1E+1"."""
     # normalize() drops trailing zeros ("0.50" -> "0.5") but writes 100 as "1E+2"; "f" undoes that.
-    return format(number.normalize(), "f")
+    return format(Decimal(str(value)).normalize(), "f")

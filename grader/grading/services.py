@@ -25,7 +25,7 @@ from django.utils import timezone
 from grader.models import Exam, Question, User
 from grader.reading.models import Answer
 from grader.reading.services import answers_suggest, question_rule, reading_best
-from ml.scoring import ScoreRule, score_valid
+from ml.scoring import ScoreRule, marks_text, score_valid
 
 from .models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from .selectors import answer_groups_for_question, exam_completeness
@@ -79,7 +79,7 @@ def _answer_lock(*, answer_id: int) -> Answer:
 
 
 def _score_text(score: Decimal | None) -> str | None:
-    return None if score is None else format(score.normalize(), "f")
+    return None if score is None else marks_text(score)
 
 
 def _score_parse(value: str | None) -> Decimal | None:

@@ -27,6 +27,7 @@ from weasyprint import HTML
 from grader.models import Exam, ScanPage
 from grader.outputs.selectors import ScriptResult, script_results
 from ml.score_stats import BANDS, BandsRefused, histogram, sample_bands, summary
+from ml.scoring import figure_text, marks_text
 
 __all__ = ["BandsRefused", "script_pdf", "sample_report_pdf", "scripts_html"]
 
@@ -38,16 +39,6 @@ LABEL_FONT_MM = 18 * 25.4 / 72
 LABEL_HEIGHT_MM = LABEL_FONT_MM * 1.3
 LABEL_GAP_MM = 2.0
 HISTOGRAM_BINS = 10
-
-
-def _marks(value: Decimal | float) -> str:
-    """Marks as a teacher writes them: 1.5, 1, 0 (never 1.00 or 1E+1)."""
-    return format(Decimal(str(value)).normalize(), "f")
-
-
-def _figure(value: float, places: int = 2) -> str:
-    """A statistic or percentage rounded to ``places`` decimals, without trailing zeros: 3.33, 75, 41.7."""
-    return _marks(round(value, places))
 
 
 @dataclass(frozen=True)
@@ -119,17 +110,17 @@ def _script_context(result: ScriptResult, pages: list[ScanPage]) -> dict:
     rows = []
     boxes: dict[int, list[tuple[list[float], str]]] = defaultdict(list)
     for row in result.rows:
-        score = "—" if row.score is None else _marks(row.score)
-        rows.append({"label": row.question.label, "score": score, "max": _marks(row.max_score), "blank": row.blank})
+        score = "—" if row.score is None else marks_text(row.score)
+        rows.append({"label": row.question.label, "score": score, "max": marks_text(row.max_score), "blank": row.blank})
         if row.answer and row.answer.page_id and row.answer.crop:
-            boxes[row.answer.page_id].append((row.answer.crop, f"{score}/{_marks(row.max_score)}"))
+            boxes[row.answer.page_id].append((row.answer.crop, f"{score}/{marks_text(row.max_score)}"))
     return {
         "result": result,
         "student": result.student,
         "rows": rows,
-        "total": _marks(result.total),
-        "max_total": _marks(result.max_total),
-        "percent": _figure(result.percent, 1),
+        "total": marks_text(result.total),
+        "max_total": marks_text(result.max_total),
+        "percent": figure_text(result.percent, 1),
         "comment": result.script.comment.strip(),
         "pages": [_page_layout(page, boxes.get(page.pk, ())) for page in pages],
     }
@@ -172,7 +163,7 @@ def _histogram_svg(totals: list[float], *, max_total: float, pass_mark: float | 
          "label_x": left + (i + 0.5) * bin_w}
         for i, count in enumerate(counts)
     ]
-    x_ticks = [{"x": left + i * bin_w, "label": _figure(max_total * i / HISTOGRAM_BINS)}
+    x_ticks = [{"x": left + i * bin_w, "label": figure_text(max_total * i / HISTOGRAM_BINS)}
                for i in range(HISTOGRAM_BINS + 1)]
     y_ticks = [{"y": top + plot_h - value / y_max * plot_h, "label": value} for value in range(0, y_max + 1, step)]
     pass_x = left + pass_mark / max_total * plot_w if pass_mark is not None and 0 <= pass_mark <= max_total else None
@@ -180,8 +171,8 @@ def _histogram_svg(totals: list[float], *, max_total: float, pass_mark: float | 
         "width": width, "height": height, "left": left, "right": width - right, "top": top,
         "bottom": top + plot_h, "middle_x": left + plot_w / 2, "middle_y": top + plot_h / 2,
         "bars": bars, "x_ticks": x_ticks, "y_ticks": y_ticks, "pass_x": pass_x,
-        "x_title": f"Total (marks out of {_marks(max_total)})",
-        "pass_label": None if pass_x is None else f"pass mark {_marks(pass_mark)}",
+        "x_title": f"Total (marks out of {marks_text(max_total)})",
+        "pass_label": None if pass_x is None else f"pass mark {marks_text(pass_mark)}",
     }
 
 
@@ -190,17 +181,17 @@ def _cover_stats(totals: list[float], *, max_total: float, pass_mark: float | No
     figures = summary(totals)
 
     def marks_and_percent(value: float) -> dict:
-        return {"marks": _figure(value), "percent": _figure(100 * value / max_total, 1) if max_total else "—"}
+        return {"marks": figure_text(value), "percent": figure_text(100 * value / max_total, 1) if max_total else "—"}
 
     stats = {
-        "n": figures.n, "max_total": _marks(max_total), "mean": marks_and_percent(figures.mean),
+        "n": figures.n, "max_total": marks_text(max_total), "mean": marks_and_percent(figures.mean),
         "median": marks_and_percent(figures.median), "std": marks_and_percent(figures.std),
         "high": marks_and_percent(figures.high), "low": marks_and_percent(figures.low),
     }
     if pass_mark is not None:
         passing = sum(1 for total in totals if total >= pass_mark)
         stats.update(pass_mark=marks_and_percent(pass_mark), passing=passing,
-                     pass_rate=_figure(100 * passing / figures.n, 1))
+                     pass_rate=figure_text(100 * passing / figures.n, 1))
     return stats
 
 

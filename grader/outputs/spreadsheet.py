@@ -26,6 +26,7 @@ from grader.models import Exam, Question
 from grader.outputs.selectors import QuestionResult, ScriptResult, questions_graded, script_results, student_results
 from grader.reading.services import reading_best
 from ml.score_stats import question_stats
+from ml.scoring import marks_text
 
 MARKS_FORMAT = "0.0#"
 PERCENT_FORMAT = "0.0%"
@@ -43,11 +44,6 @@ _LOW_FILL = PatternFill("solid", fgColor="F8CBAD", bgColor="F8CBAD")
 # Leading characters Excel (and LibreOffice) take as the start of a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@")
 _MAX_WIDTH = 50
-
-
-def _marks(value: Decimal) -> str:
-    """Marks as a teacher writes them: 2, 1.5 (not 2.00)."""
-    return f"{value.normalize():f}"
 
 
 def _number(value: Decimal | float | None) -> float | None:
@@ -123,8 +119,8 @@ def _scores_sheet(
     workbook: Workbook, *, questions: Sequence[Question], results: list[ScriptResult], exam: Exam
 ) -> None:
     max_total = sum((question.max_score for question in questions), Decimal(0))
-    question_headers = [f"{question.label} ({_marks(question.max_score)})" for question in questions]
-    total_header = f"TOTAL ({_marks(max_total)})"
+    question_headers = [f"{question.label} ({marks_text(question.max_score)})" for question in questions]
+    total_header = f"TOTAL ({marks_text(max_total)})"
     headers = ["ID", "NAME", "CLASS", *question_headers, total_header, "PERCENTAGE", "STATUS"]
     formats = {header: MARKS_FORMAT for header in [*question_headers, total_header]}
     formats["PERCENTAGE"] = PERCENT_FORMAT
@@ -153,7 +149,7 @@ def _scores_sheet(
         # ISNUMBER: Excel compares an empty cell as 0, which would colour every absent student.
         sheet.sheet.conditional_formatting.add(
             f"{letter}2:{letter}{last}",
-            FormulaRule(formula=[f"AND(ISNUMBER({letter}2),{letter}2<{_marks(half)})"], fill=_LOW_FILL),
+            FormulaRule(formula=[f"AND(ISNUMBER({letter}2),{letter}2<{marks_text(half)})"], fill=_LOW_FILL),
         )
     sheet.finish(freeze="D2")
 

@@ -5,12 +5,9 @@ from decimal import Decimal
 from django import forms
 
 from grader.models import Question, Student
+from ml.scoring import marks_text
 
 from . import services
-
-
-def _plain(value: Decimal | float) -> str:
-    return format(Decimal(str(value)).normalize(), "f")
 
 
 class QuestionSettingsForm(forms.ModelForm):
@@ -36,13 +33,13 @@ class QuestionSettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         exam = self.instance.exam
         self.fields["max_score"].min_value = Decimal("0")
-        self.fields["min_similarity"].widget.attrs["placeholder"] = f"exam default {_plain(exam.default_min_similarity)}"
+        self.fields["min_similarity"].widget.attrs["placeholder"] = f"exam default {marks_text(exam.default_min_similarity)}"
         self.fields["min_similarity"].help_text = (
-            f"Answers at least this similar (0-1) get full marks. Empty: the exam's default, {_plain(exam.default_min_similarity)}."
+            f"Answers at least this similar (0-1) get full marks. Empty: the exam's default, {marks_text(exam.default_min_similarity)}."
         )
-        self.fields["granularity"].widget.attrs["placeholder"] = f"exam default {_plain(exam.default_granularity)}"
+        self.fields["granularity"].widget.attrs["placeholder"] = f"exam default {marks_text(exam.default_granularity)}"
         self.fields["granularity"].help_text = (
-            f"Scores are multiples of this. Empty: the exam's default, {_plain(exam.default_granularity)}."
+            f"Scores are multiples of this. Empty: the exam's default, {marks_text(exam.default_granularity)}."
         )
         picked = "no key answer yet" if auto_strategy == "auto" else f"picks {auto_strategy} for this key"
         self.fields["strategy"].choices = [
@@ -69,7 +66,7 @@ class QuestionSettingsForm(forms.ModelForm):
             granularity = candidate.effective_granularity
             whose = "the exam's default granularity" if cleaned.get("granularity") is None else "the granularity"
             raise forms.ValidationError(
-                f"A max score of {_plain(cleaned['max_score'])} is not a multiple of {whose} {_plain(granularity)}, "
+                f"A max score of {marks_text(cleaned['max_score'])} is not a multiple of {whose} {marks_text(granularity)}, "
                 "so it could never be given. Change the max score or the granularity."
             )
         return cleaned
