@@ -1,14 +1,19 @@
 """``python manage.py demo``: a realistic demo exam, loaded through the same services as the UI.
 
 Builds (or reuses) the generated demo folder under ``MARKDESK_VAR_DIR/demo`` with ``ml.demo_data``, then
-creates the exam, imports the roster and answer key, stores the blank exam and processes the scans.
+creates the exam, imports the roster and answer key, stores the blank exam, processes and reads the scans:
+an exam ready to grade. A second exam, ``GRADED_TITLE``, is that exam backed up, restored and graded the
+way a careful teacher would (every script's student confirmed, every answer scored from the generator's
+truth, absent students waived, a few comments) and marked finished, so the outputs can be tried at once.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -16,11 +21,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from grader import services
 from grader.folders import FolderRejected, exam_folder_load
-from grader.reading import services as reading
+from grader.grading import services as grading
+from grader.grading.models import CompletenessWaiver
+from grader.grading.selectors import exam_completeness
 from grader.models import Department, Exam, User
+from grader.outputs.backup import exam_backup_write, exam_restore
+from grader.reading import services as reading
 from ml.demo_data import EXAM_DATE, TITLE, DemoConfig, demo_build
 
 DEMO_PASSWORD = "markdesk"
+GRADED_TITLE = f"{TITLE} (graded)"
+# Truth kinds a teacher gives full marks; "wrong" and "blank" score 0.
+_FULL_MARKS = {"correct", "misspelt"}
+_COMMENTS = {"top": "Excellent work: full and precise answers throughout.",
+             "bottom": "Let's go through the answers together in class; revise units 3 and 4."}
 # username, first, last, role
 DEMO_PEOPLE = (
     ("teacher", "Hannah", "Moore", User.Role.TEACHER),
@@ -43,8 +57,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, reset: bool, students: int, seed: int, owner: str | None, **options):
         teacher = self._owner(owner)
-        existing = Exam.objects.filter(title=TITLE, owner=teacher)
-        if existing.exists() and not reset:
+        existing = Exam.objects.filter(title__in=[TITLE, GRADED_TITLE], owner=teacher)
+        if existing.filter(title=TITLE).exists() and not reset:
             self.stdout.write(f"The demo exam is already loaded (exam {existing.first().pk}); use --reset to rebuild it.")
             return
         existing.delete()
@@ -74,6 +88,41 @@ class Command(BaseCommand):
                 f"{exam.scripts.count()} scripts matched to students, in {time.monotonic() - started:.1f}s."
             )
         )
+        graded = self._graded_copy(exam=exam, truth=json.loads((folder / "truth.json").read_text()), teacher=teacher)
+        self.stdout.write(self.style.SUCCESS(f"Loaded {graded.title} (exam {graded.pk}): graded and finished."))
+
+    def _graded_copy(self, *, exam: Exam, truth: dict, teacher: User) -> Exam:
+        """A copy of ``exam`` graded from the generator's truth and finished (see the module docstring)."""
+        with tempfile.TemporaryFile() as archive:
+            exam_backup_write(exam=exam, out=archive)
+            archive.seek(0)
+            graded = exam_restore(archive=archive, owner=teacher)
+        Exam.objects.filter(pk=graded.pk).update(title=GRADED_TITLE)
+        graded.refresh_from_db()
+        students = {student.student_id: student for student in graded.students.all()}
+        scripts = list(graded.scripts.order_by("number"))  # numbered in scan order, as truth lists them
+        totals = {}
+        for script, written in zip(scripts, truth["scripts"], strict=True):
+            reading.identity_confirm(script=script, student=students[written["student_id"]], user=teacher)
+            kinds = {answer["label"]: answer["kind"] for answer in written["answers"]}
+            total = Decimal(0)
+            for answer in script.answers.select_related("question"):
+                score = answer.question.max_score if kinds.get(answer.question.label) in _FULL_MARKS else Decimal(0)
+                grading.score_set(answer_id=answer.pk, score=score, expected_version=answer.version, user=teacher)
+                total += score
+            totals[script.pk] = total
+        ranked = sorted(scripts, key=lambda script: totals[script.pk])
+        for script, comment in ((ranked[-1], _COMMENTS["top"]), (ranked[0], _COMMENTS["bottom"])):
+            services.script_comment_set(script=script, comment=comment)
+        for item in exam_completeness(exam_id=graded.pk).open_items:
+            if item.kind == CompletenessWaiver.Kind.ABSENT:
+                grading.completeness_waive(exam_id=graded.pk, kind=item.kind, object_id=item.object_id, user=teacher,
+                                           reason="Absent on the day of the test")
+        try:
+            grading.exam_finish(exam_id=graded.pk, user=teacher)
+        except grading.CompletenessRefused as refused:
+            raise CommandError(f"{refused} " + "; ".join(item.label for item in refused.items)) from refused
+        return graded
 
     def _owner(self, username: str | None) -> User:
         if username:
