@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             per_script = f", {seconds / scripts * 1000:.0f} ms per script" if label == "scored PDFs" else ""
             print(f"{label:<12} {seconds:6.2f} s  ({sizes[label] / 1e6:.1f} MB{per_script})")
         total = sum(best.values())
-        print(f"{'total':<12} {total:6.2f} s  (target under 15 s; {os.cpu_count()} cores)  peak RSS {peak_mb:.0f} MB"
-              f"  last file {size / 1e6:.1f} MB")
+        print(f"{'total':<12} {total:6.2f} s  (target under 15 s; {os.cpu_count()} cores)  peak RSS {peak_mb:.0f} MB")
     finally:
         if args.var is None:
             shutil.rmtree(var_dir, ignore_errors=True)
