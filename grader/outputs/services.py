@@ -43,8 +43,8 @@ def export_kind_allowed(*, user: User, exam: Exam, kind: str) -> bool:
 
 
 def file_stem(text: str) -> str:
-    """``text`` made safe as a file name on every system (letters, digits, spaces, ``-_.()``)."""
-    stem = re.sub(r"[^\w\-. ()]+", "_", text, flags=re.UNICODE).strip(" ._")
+    """``text`` made safe as a file name on every system (letters, digits, spaces, ``-_.()``; dashes become "-")."""
+    stem = re.sub(r"[^\w\-. ()]+", "_", re.sub(r"[\u2010-\u2015]", "-", text)).strip(" ._")
     return stem[:120] or "file"
 
 

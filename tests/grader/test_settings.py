@@ -12,7 +12,8 @@ from django.conf import settings
 _PRINT_SETTINGS = (
     "import json, grader.settings as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': s.DATABASES['default']['NAME'], "
-    "'broker': s.CELERY_BROKER_URL, 'debug': s.DEBUG, 'media': str(s.MEDIA_ROOT), 'max_mb': s.MAX_UPLOAD_MB}))"
+    "'broker': s.CELERY_BROKER_URL, 'debug': s.DEBUG, 'media': str(s.MEDIA_ROOT), 'max_mb': s.MAX_UPLOAD_MB, "
+    "'email': [s.EMAIL_BACKEND.rsplit('.', 2)[-2], getattr(s, 'EMAIL_FILE_PATH', None) or s.EMAIL_HOST]}))"
 )
 
 
@@ -44,6 +45,7 @@ def test_production_settings_take_the_database_broker_and_limits_from_the_enviro
         MEDIA_ROOT=str(tmp_path / "media"),
         MAX_UPLOAD_MB="50",
         STATIC_ROOT=str(tmp_path / "static"),
+        EMAIL_URL="smtp+tls://markdesk:pw@mail.example.org:587",
     )
 
     assert result.returncode == 0, result.stderr
@@ -55,6 +57,7 @@ def test_production_settings_take_the_database_broker_and_limits_from_the_enviro
         "debug": False,
         "media": str(tmp_path / "media"),
         "max_mb": 50,
+        "email": ["smtp", "mail.example.org"],
     }
 
 
@@ -66,3 +69,4 @@ def test_the_embedded_default_needs_no_server(tmp_path):
     assert loaded["name"] == str(tmp_path / "markdesk.sqlite3")
     assert loaded["broker"] == "filesystem://"
     assert (tmp_path / "broker" / "queue").is_dir()
+    assert loaded["email"] == ["filebased", str(tmp_path / "mail")]  # emails become .eml files, no SMTP server

@@ -136,7 +136,8 @@ class Command(BaseCommand):
         for username_, first, last, role in DEMO_PEOPLE:
             user, created = User.objects.get_or_create(
                 username=username_,
-                defaults={"first_name": first, "last_name": last, "role": role, "department": department},
+                defaults={"first_name": first, "last_name": last, "role": role, "department": department,
+                          "email": f"{username_}@school.example.org"},
             )
             if created:
                 user.is_staff = user.is_superuser = role == User.Role.ADMIN
