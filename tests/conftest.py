@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
+from aiosmtpd.controller import Controller
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from model_bakery import baker
@@ -175,3 +181,78 @@ def page(live_server, monkeypatch):
 def template_pdf() -> SimpleUploadedFile:
     """A two-page blank exam: page 1 has layout 1, page 2 layout 2."""
     return pdf_upload([layout_page(1), layout_page(2)], name="blank.pdf")
+
+
+def pdf_first_page_text(data: bytes) -> str:
+    """The text on the first page of the PDF ``data``."""
+    document = pdfium.PdfDocument(data)
+    try:
+        return document[0].get_textpage().get_text_range()
+    finally:
+        document.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    message: email.message.EmailMessage
+
+    @property
+    def attachment(self) -> tuple[str, bytes]:
+        """The first attachment's file name and content."""
+        part = next(self.message.iter_attachments())
+        return part.get_filename(), part.get_content()
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps every accepted message; refuses the addresses in ``refuse`` at RCPT
+    (address -> the server's reply, e.g. "550 5.1.1 Recipient address rejected").
+    ``host`` and ``port`` are where the server listens."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.received: list[Received] = []
+        self.refuse: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[Received]:
+        return [r for r in self.received if address in r.recipients]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd, no TLS, no login) on 127.0.0.1 and a free port, in this process."""
+    mailbox = Mailbox("127.0.0.1", free_port())
+    controller = Controller(mailbox, hostname=mailbox.host, port=mailbox.port)
+    controller.start()
+    yield mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def smtp(settings, smtp_server) -> Mailbox:
+    """``smtp_server``, with Django's SMTP backend (this process, live_server included) sending to it."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_server.host, smtp_server.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.DEFAULT_FROM_EMAIL = "markdesk <markdesk@school.example>"
+    return smtp_server

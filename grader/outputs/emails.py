@@ -432,7 +432,7 @@ def email_delivery_send(*, delivery_id: int) -> EmailDelivery | None:
     ``sent`` (with ``sent_at`` and the ``Message-ID``) or ``failed`` (with a readable error, logged).
     """
     with transaction.atomic():
-        delivery = (EmailDelivery.objects.select_for_update().select_related("exam", "student", "queued_by")
+        delivery = (EmailDelivery.objects.select_for_update(of=("self",)).select_related("exam", "student", "queued_by")
                     .filter(pk=delivery_id).first())
         if delivery is None or delivery.status not in (Status.QUEUED, Status.FAILED):
             return delivery

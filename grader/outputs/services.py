@@ -175,7 +175,7 @@ def export_run(*, job_id: int) -> ExportJob:
     file is made, older finished files of the same kind and parameters are deleted: the newest wins.
     """
     with transaction.atomic():
-        job = ExportJob.objects.select_for_update().select_related("exam").get(pk=job_id)
+        job = ExportJob.objects.select_for_update(of=("self",)).select_related("exam").get(pk=job_id)
         if job.status != ExportJob.Status.QUEUED:
             return job
         job.status = ExportJob.Status.RUNNING

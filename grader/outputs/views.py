@@ -58,7 +58,7 @@ def export_create(request: HttpRequest, exam_id: int) -> HttpResponse:
     except services.ExportRefused as refused:
         messages.error(request, str(refused))
         return redirect("outputs", exam_id=exam.pk)
-    messages.info(request, f"Making {job.get_kind_display().lower()}: it appears below when ready.")
+    messages.info(request, f"Making the file “{job.get_kind_display()}”: it appears under Files when ready.")
     return redirect(reverse("outputs", args=[exam.pk]) + f"#job-{job.pk}")
 
 

@@ -10,20 +10,28 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from django.core.files import File
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from django_celery_results.models import TaskResult
+from openpyxl import load_workbook
 
 from annotations import services as box_services
 from grader import celery_app, services
+from grader.grading.models import ExamStatus
+from grader.outputs import emails
+from grader.outputs import services as outputs
+from grader.outputs.models import EmailDelivery, ExportJob
 from grader.reading.models import Answer, ScriptIdentity
 from grader.models import ScanUpload
 from grader.tasks import scan_upload_process_task
-from tests.conftest import layout_page, pdf_upload
+from tests.conftest import layout_page, pdf_first_page_text, pdf_upload
+from tests.grader.outputs.conftest import scored_exam  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -41,8 +49,11 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def worker(tmp_path):
-    """A `celery worker` process with this test's database and media folder, stopped afterwards."""
+def worker(request, tmp_path):
+    """A `celery worker` process with this test's database and media folder, stopped afterwards.
+
+    In a test that also asks for ``smtp_server`` (or ``smtp``), the worker sends mail to that server.
+    """
     log = tmp_path / "worker.log"
     env = {
         **os.environ,
@@ -51,6 +62,9 @@ def worker(tmp_path):
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
+    if "smtp_server" in request.fixturenames:
+        server = request.getfixturevalue("smtp_server")
+        env["EMAIL_URL"] = f"smtp://{server.host}:{server.port}"
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "grader", "worker", "-Q", "default,ocr", "--pool", "solo",
@@ -126,3 +140,54 @@ def test_a_worker_reads_matches_and_suggests_every_script_of_an_upload(exam, tea
         time.sleep(0.5)
     assert "script_read_task" in worker.read_text()
     assert not Answer.objects.filter(script__exam=exam).exclude(read_error="").exists()
+
+
+def _wait_until(done: Callable[[], bool], worker: Path, what: str) -> None:
+    """Poll ``done`` until it holds; fail with ``what`` and the worker's log when a task raised or time ran out."""
+    deadline = time.monotonic() + _TASK_SECONDS
+    while not done():
+        log = worker.read_text()
+        assert "raised unexpected" not in log and time.monotonic() < deadline, f"{what}:\n{log[-3000:]}"
+        time.sleep(0.3)
+
+
+def test_a_worker_process_makes_the_spreadsheet_asked_for_on_the_results_page(scored_exam, teacher, worker, not_eager):
+    job = outputs.export_create(exam=scored_exam, kind=ExportJob.Kind.SPREADSHEET, params={}, user=teacher)
+
+    _wait_until(lambda: ExportJob.objects.get(pk=job.pk).finished, worker, "The export did not finish")
+    job.refresh_from_db()
+    assert job.status == ExportJob.Status.DONE, job.error
+    assert job.filename == "Year 9 Science - scores.xlsx"
+    path = Path(job.file.path)
+    assert path.is_file() and path.is_relative_to(settings.MEDIA_ROOT)
+    rows = load_workbook(path, read_only=True).worksheets[0].iter_rows(values_only=True)
+    assert {"S1", "S6", "Ada Lovelace"} <= {str(cell) for row in rows for cell in row}
+    assert "Task grader.outputs.tasks.export_run_task[" in worker.read_text()
+
+
+def test_a_worker_process_emails_each_student_their_scored_script_once_through_smtp(
+    scored_exam, teacher, smtp, worker, not_eager
+):
+    ExamStatus.objects.create(exam=scored_exam, finished_at=timezone.now(), finished_by=teacher)
+    teacher.email = "teacher@school.example"
+    teacher.save()
+    emails.exam_email_save(exam=scored_exam, subject=emails.DEFAULT_SUBJECT, body=emails.DEFAULT_BODY)
+    emails.email_test_send(exam=scored_exam, user=teacher)  # from this process, as the page sends it
+
+    summary = emails.email_students_send(exam=scored_exam, user=teacher)
+
+    queued = {student.student_id: student for student in summary.queued}
+    assert sorted(queued) == ["S1", "S2", "S4", "S5", "S6"]
+    in_flight = [EmailDelivery.Status.QUEUED, EmailDelivery.Status.SENDING]
+    _wait_until(lambda: not EmailDelivery.objects.filter(exam=scored_exam, status__in=in_flight).exists(), worker,
+                "The emails were not sent")
+    statuses = dict(EmailDelivery.objects.filter(exam=scored_exam).values_list("student__student_id", "status"))
+    assert statuses == {**dict.fromkeys(queued, EmailDelivery.Status.SENT), "S3": EmailDelivery.Status.NO_ADDRESS}
+    assert len(smtp.received) == 1 + len(queued)
+    for student_id, student in queued.items():
+        (received,) = smtp.to(student.email)
+        assert received.recipients == [student.email]
+        filename, pdf = received.attachment
+        assert filename == f"Year 9 Science - {student_id}.pdf"
+        assert student_id in pdf_first_page_text(pdf)
+    assert "email_delivery_send_task" in worker.read_text()

@@ -2,83 +2,23 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
-import socket
-from dataclasses import dataclass
 from datetime import timedelta
 
-import pypdfium2 as pdfium
 import pytest
-from aiosmtpd.controller import Controller
 from django.urls import reverse
 from django.utils import timezone
 
 from grader.grading.models import ExamStatus
 from grader.outputs import emails
 from grader.outputs.models import EmailDelivery, ExamEmail
+from tests.conftest import free_port, pdf_first_page_text
 
 Status = EmailDelivery.Status
 TEACHER_EMAIL = "teacher@school.example"
 IDS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 EMAILED = {"S1": "ada@example.org", "S2": "ben@example.org", "S4": "dev@example.org", "S5": "eva@example.org",
            "S6": "femi@example.org"}
-
-
-@dataclass
-class Received:
-    sender: str
-    recipients: list[str]
-    message: email.message.EmailMessage
-
-    @property
-    def attachment(self) -> tuple[str, bytes]:
-        part = next(self.message.iter_attachments())
-        return part.get_filename(), part.get_content()
-
-
-class Mailbox:
-    """aiosmtpd handler: keeps every accepted message; refuses the addresses in ``refuse`` at RCPT."""
-
-    def __init__(self):
-        self.received: list[Received] = []
-        self.refuse: dict[str, str] = {}
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[Received]:
-        return [r for r in self.received if address in r.recipients]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def smtp(settings) -> Mailbox:
-    """A real SMTP server on 127.0.0.1 that Django's SMTP backend sends to."""
-    mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.DEFAULT_FROM_EMAIL = "markdesk <markdesk@school.example>"
-    yield mailbox
-    controller.stop()
 
 
 @pytest.fixture
@@ -108,14 +48,6 @@ def _deliveries(exam) -> dict[str, EmailDelivery]:
     return {d.student.student_id: d for d in EmailDelivery.objects.filter(exam=exam).select_related("student")}
 
 
-def _first_page_text(pdf: bytes) -> str:
-    document = pdfium.PdfDocument(pdf)
-    try:
-        return document[0].get_textpage().get_text_range()
-    finally:
-        document.close()
-
-
 def test_each_student_with_an_address_gets_their_own_scored_script_exactly_once(
     scored_exam, teacher, client_for, smtp, django_capture_on_commit_callbacks
 ):
@@ -139,7 +71,7 @@ def test_each_student_with_an_address_gets_their_own_scored_script_exactly_once(
         assert received.message["Message-ID"] == deliveries[student_id].message_id
         filename, pdf = received.attachment
         assert filename == f"Year 9 Science - {student_id}.pdf"
-        text = _first_page_text(pdf)
+        text = pdf_first_page_text(pdf)
         assert student_id in text
         assert not [other for other in IDS if other != student_id and other in text]
     ben = smtp.to("ben@example.org")[0].message.get_body(("plain",)).get_content()
@@ -184,7 +116,7 @@ def test_an_unreachable_smtp_server_fails_every_email_with_a_clear_message_and_n
 ):
     _tested(scored_exam, teacher)
     _finish(scored_exam, teacher)
-    working_port, settings.EMAIL_PORT = settings.EMAIL_PORT, _free_port()
+    working_port, settings.EMAIL_PORT = settings.EMAIL_PORT, free_port()
     client = client_for(teacher)
 
     with caplog.at_level(logging.WARNING, logger="grader.outputs.emails"):

@@ -189,7 +189,7 @@ def test_text_that_looks_like_a_formula_is_stored_as_text(scored_exam):
 
 def test_control_characters_in_readings_do_not_break_the_workbook(scored_exam):
     Answer.objects.filter(script__student__student_id="S1", question__label="Q1").update(
-        readings={"easyocr": {"text": "a\x00b\x07c", "confidence": 0.5}}
+        readings={"easyocr": {"text": "a\x01b\x07c", "confidence": 0.5}}
     )
     records = _records(_workbook(scored_exam)["Answers"])
     assert records[0]["EXTRACTED TEXT"] == "abc"
