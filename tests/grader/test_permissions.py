@@ -87,6 +87,7 @@ def url_for(name: str, w) -> str:
         "script_new": [w.exam.pk],
         "script_detail": [w.exam.pk, w.script.number],
         "script_delete": [w.exam.pk, w.empty_script.number],
+        "script_comment": [w.exam.pk, w.script.number],
     }[name]
     return reverse(name, args=args)
 
@@ -117,6 +118,7 @@ def post_data(name: str, w) -> dict:
         "page_action": lambda: {},
         "script_new": lambda: {},
         "script_delete": lambda: {},
+        "script_comment": lambda: {"comment": "Well done"},
     }[name]()
 
 
@@ -129,7 +131,7 @@ def snapshot(exam: Exam) -> dict:
         "questions": sorted(exam.questions.values_list("label", "answer")),
         "template": sorted(exam.template_pages.values_list("index", "image")),
         "uploads": sorted(exam.uploads.values_list("original_name", flat=True)),
-        "scripts": sorted(exam.scripts.values_list("number", flat=True)),
+        "scripts": sorted(exam.scripts.values_list("number", "comment")),
         "pages": sorted(exam.pages.values_list("pk", "script_id", "discarded")),
     }
 
@@ -167,6 +169,7 @@ CHANGES = [
     ("page_action", "post"),
     ("script_new", "post"),
     ("script_delete", "post"),
+    ("script_comment", "post"),
 ]
 EVERY_REQUEST = READS + CHANGE_FORMS + CHANGES
 
