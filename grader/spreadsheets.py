@@ -21,6 +21,8 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 # How many leading rows may be titles or blank before the header row.
 _HEADER_SEARCH_ROWS = 10
+# The header shading of every workbook markdesk writes: templates and exported results alike.
+HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
 
 
 class SpreadsheetError(ValueError):
@@ -100,7 +102,7 @@ def workbook_bytes(*, title: str, headers: Sequence[str], rows: Sequence[Sequenc
     sheet.append(list(headers))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+        cell.fill = HEADER_FILL
     for row in rows:
         sheet.append(list(row))
     for column, header in enumerate(headers, start=1):

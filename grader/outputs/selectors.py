@@ -85,7 +85,8 @@ def _final(answer: Answer | None) -> tuple[Decimal | None, str]:
 def script_results(*, exam: Exam, script_ids: Sequence[int] | None = None) -> list[ScriptResult]:
     """Every script of ``exam`` (or those in ``script_ids``) with its final scores, in script order."""
     questions = list(questions_graded(exam=exam))
-    scripts = Script.objects.filter(exam=exam).select_related("student").order_by("number")
+    # exam too: every scored PDF reads its script's exam.
+    scripts = Script.objects.filter(exam=exam).select_related("student", "exam").order_by("number")
     if script_ids is not None:
         scripts = scripts.filter(pk__in=script_ids)
     answers: dict[tuple[int, int], Answer] = {
@@ -103,14 +104,17 @@ def script_results(*, exam: Exam, script_ids: Sequence[int] | None = None) -> li
     return results
 
 
-def student_results(*, exam: Exam) -> list[tuple[Student, ScriptResult | None]]:
+def student_results(
+    *, exam: Exam, results: list[ScriptResult] | None = None
+) -> list[tuple[Student, ScriptResult | None]]:
     """Every roster student, in roster order, with their script's result (None: absent).
 
-    A student several scripts claim gets the first by script number (completeness makes teachers
-    settle such claims before an exam is finished).
+    ``results``: the exam's ``script_results`` when the caller has them already. A student several
+    scripts claim gets the first by script number (completeness makes teachers settle such claims
+    before an exam is finished).
     """
     by_student: dict[int, ScriptResult] = {}
-    for result in script_results(exam=exam):
+    for result in script_results(exam=exam) if results is None else results:
         if result.script.student_id is not None:
             by_student.setdefault(result.script.student_id, result)
     return [(student, by_student.get(student.pk)) for student in exam.students.order_by("class_name", "name")]

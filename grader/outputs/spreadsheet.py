@@ -23,6 +23,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from grader.models import Exam, Question
+from grader.spreadsheets import HEADER_FILL
 from grader.outputs.selectors import QuestionResult, ScriptResult, questions_graded, script_results, student_results
 from grader.reading.services import reading_best
 from ml.score_stats import question_stats
@@ -37,7 +38,6 @@ NO_STUDENT = "No student"
 
 # Font() alone names no typeface, and LibreOffice then falls back to a serif one: name the default.
 _HEADER_FONT = Font(name="Calibri", size=11, bold=True)
-_HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")  # as the roster and answer-key templates
 _ABSENT_FONT = Font(name="Calibri", size=11, italic=True, color="808080")
 # A conditional format's solid fill: Excel reads its colour from bgColor, openpyxl's docs set both.
 _LOW_FILL = PatternFill("solid", fgColor="F8CBAD", bgColor="F8CBAD")
@@ -77,7 +77,7 @@ class _Sheet:
         self.sheet.append(self.headers)
         for cell in self.sheet[1]:
             cell.font = _HEADER_FONT
-            cell.fill = _HEADER_FILL
+            cell.fill = HEADER_FILL
 
     def append(self, values: Sequence[Any], *, font: Font | None = None) -> None:
         row = self.sheet.max_row + 1
@@ -130,7 +130,7 @@ def _scores_sheet(
         percent = float(result.total / result.max_total) if result.max_total else None
         return [*(_number(row.score) for row in result.rows), _number(result.total), percent, _status(result)]
 
-    for student, result in student_results(exam=exam):
+    for student, result in student_results(exam=exam, results=results):
         if result is None:
             # Empty score cells, so sums, averages and the low-score colouring pass absent students by.
             sheet.append([student.student_id, student.name, student.class_name,
