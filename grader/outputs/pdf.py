@@ -10,26 +10,39 @@ Geometry: scan pages are 150 dpi JPEGs; answer crops are ``[x1, y1, x2, y2]`` in
 A page image is fitted within A4 (210 x 297 mm), centred, so one scale (mm per pixel) places both
 the image and its overlays. Page images are linked by ``file://`` URL: the JPEG goes into the PDF as
 is, never decoded and re-encoded.
+
+Every render goes through ``ExamFileFetcher``: WeasyPrint reads only the stored files of the exam being
+rendered and the app's static files, so nothing in a document (an SVG posing as a page image, a link
+in a template) can pull another exam's pages or any network address into a PDF.
 """
 
 from __future__ import annotations
 
+import logging
+import mimetypes
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
+from django.conf import settings
+from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 from django.utils import timezone
 from weasyprint import HTML
+from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from grader.models import Exam, ScanPage
 from grader.outputs.selectors import ScriptResult, script_results
 from ml.score_stats import BANDS, BandsRefused, histogram, sample_bands, summary
 from ml.scoring import figure_text, marks_text
 
-__all__ = ["BandsRefused", "script_pdf", "sample_report_pdf", "scripts_html"]
+__all__ = ["BandsRefused", "ExamFileFetcher", "html_pdf", "script_pdf", "sample_report_pdf", "scripts_html"]
+
+logger = logging.getLogger(__name__)
 
 A4_MM = (210.0, 297.0)
 # Printers leave about 4 mm at each edge unprinted: score labels keep clear of it.
@@ -126,9 +139,37 @@ def _script_context(result: ScriptResult, pages: list[ScanPage]) -> dict:
     }
 
 
-def _pdf(html: str) -> bytes:
-    # No base_url is needed: page images are absolute file:// URLs and the stylesheet is inlined.
-    return HTML(string=html).write_pdf()
+class ExamFileFetcher(URLFetcher):
+    """WeasyPrint's only way to read a resource while rendering a document of ``exam``: ``file://``
+    URLs of that exam's stored files (``exams/<pk>/`` in storage) or of the app's static files.
+
+    Any other scheme, host or path (another exam's pages, ``/etc``, ``http://127.0.0.1``) is refused
+    and left out of the PDF: WeasyPrint renders an "image" that Pillow cannot open as SVG and follows
+    its links, so a crafted page image would otherwise copy other files into the PDF (or make the
+    server send requests for it).
+    """
+
+    def __init__(self, *, exam: Exam) -> None:
+        super().__init__()
+        roots = (default_storage.path(f"exams/{exam.pk}"), settings.STATIC_ROOT, *settings.STATICFILES_DIRS)
+        self.roots = tuple(Path(root).resolve() for root in roots)
+
+    def fetch(self, url: str, headers: dict | None = None) -> URLFetcherResponse:
+        parts = urlsplit(url)
+        # resolve() follows links and "..", so a path is judged by where it really leads.
+        path = Path(url2pathname(parts.path)).resolve() if parts.scheme.lower() == "file" else None
+        if (path is None or parts.netloc not in ("", "localhost")
+                or not any(path.is_relative_to(root) for root in self.roots) or not path.is_file()):
+            logger.warning("PDF rendering: refused to fetch %.200s", url)
+            raise ValueError(f"markdesk does not fetch {url[:200]} into a PDF")
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return URLFetcherResponse(path.as_uri(), body=path.open("rb"), headers={"Content-Type": content_type})
+
+
+def html_pdf(*, html: str, exam: Exam) -> bytes:
+    """Print ``html``, a document of ``exam``, as PDF bytes; it may use only the files ``ExamFileFetcher``
+    serves. No base_url is needed: page images are absolute file:// URLs and the stylesheet is inlined."""
+    return HTML(string=html, url_fetcher=ExamFileFetcher(exam=exam)).write_pdf()
 
 
 def scripts_html(*, exam: Exam, results: list[ScriptResult]) -> str:
@@ -142,7 +183,8 @@ def scripts_html(*, exam: Exam, results: list[ScriptResult]) -> str:
 def script_pdf(*, result: ScriptResult) -> bytes:
     """One student's scored script as A4 PDF bytes: a summary page, then each scan page with its scores
     in red. ``result`` comes from ``grader.outputs.selectors.script_results``."""
-    return _pdf(scripts_html(exam=result.script.exam, results=[result]))
+    exam = result.script.exam
+    return html_pdf(html=scripts_html(exam=exam, results=[result]), exam=exam)
 
 
 def _histogram_svg(totals: list[float], *, max_total: float, pass_mark: float | None) -> dict | None:
@@ -235,7 +277,7 @@ def sample_report_pdf(
     max_total = float(scored[0].max_total)  # every script answers the same questions
     stats = _cover_stats(totals, max_total=max_total, pass_mark=pass_value)
     stats["left_out"] = len(results) - len(scored)
-    return _pdf(render_to_string("outputs/pdf/sample_report.html", {
+    return html_pdf(exam=exam, html=render_to_string("outputs/pdf/sample_report.html", {
         "exam": exam,
         "generated": timezone.localdate(),
         "n": n,

@@ -1,15 +1,21 @@
 import datetime
 import io
 import re
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import pikepdf
 import pypdfium2 as pdfium
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from PIL import Image
 
 from grader.models import Script
-from grader.outputs.pdf import sample_report_pdf, script_pdf
+from grader.outputs.pdf import html_pdf, sample_report_pdf, script_pdf
 from grader.outputs.selectors import script_results
 from ml.score_stats import BandsRefused
 
@@ -249,3 +255,91 @@ def test_bands_larger_than_the_scripts_allow_are_refused_with_a_clear_message(da
         sample_report_pdf(exam=dated_exam, n=3)
     with pytest.raises(BandsRefused, match=r"at or above the pass mark 4; there are 3\."):
         sample_report_pdf(exam=dated_exam, n=2, pass_mark=4)
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (40, 40), 90).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _image_count(data: bytes) -> int:
+    """How many pictures a PDF embeds, wherever they are drawn (pages, SVG drawings)."""
+    with pikepdf.open(io.BytesIO(data)) as document:
+        return sum(1 for obj in document.objects if isinstance(obj, pikepdf.Stream) and obj.get("/Subtype") == "/Image")
+
+
+@pytest.fixture
+def web_server() -> Iterator[tuple[str, list[str]]]:
+    """A web server on this machine serving a picture at any path: its address and the paths asked for."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = _png()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", asked
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def other_files(scored_exam, tmp_path) -> dict[str, str]:
+    """Pictures a document of ``scored_exam`` must not reach, by file:// URL: another exam's page, a file
+    outside storage, and the other exam's page again through a link and a ".." inside this exam's folder."""
+    other = default_storage.save(f"exams/{scored_exam.pk + 1}/pages/u1-p1.png", ContentFile(_png()))
+    other_path = Path(default_storage.path(other))
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(_png())
+    own_folder = Path(default_storage.path(f"exams/{scored_exam.pk}/pages"))
+    (own_folder / "link.png").symlink_to(other_path)
+    return {
+        "another exam's page": other_path.as_uri(),
+        "a file outside storage": outside.as_uri(),
+        "a link to another exam's page": (own_folder / "link.png").as_uri(),
+        "a way out of the exam's folder": f"{own_folder.as_uri()}/../../{scored_exam.pk + 1}/pages/u1-p1.png",
+    }
+
+
+def test_a_document_renders_without_fetching_other_exams_files_or_network_addresses(
+    scored_exam, other_files, web_server
+):
+    address, asked = web_server
+    own_page = Path(scored_exam.pages.first().image.path).as_uri()
+    links = [own_page, *other_files.values(), f"{address}/internal.png", f"file://{address[7:]}/x.png"]
+    html = "<html><body>" + "".join(f'<img src="{link}" width="40" height="40">' for link in links) + "</body></html>"
+
+    data = html_pdf(html=html, exam=scored_exam)
+
+    assert _image_count(data) == 1, "only the exam's own page is in the PDF"
+    assert asked == []
+
+
+def test_a_page_image_that_is_really_an_svg_cannot_copy_another_exams_page_into_the_scored_script(
+    dated_exam, other_files, web_server
+):
+    address, asked = web_server
+    result = _result(dated_exam, "S1")
+    page = result.script.pages.get(position=0)
+    links = [*other_files.values(), f"{address}/admin/"]
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="1240" height="1754">' + "".join(
+        f'<image href="{link}" x="0" y="{40 * i}" width="40" height="40"/>' for i, link in enumerate(links)
+    ) + "</svg>"
+    Path(page.image.path).write_text(svg)
+
+    data = script_pdf(result=result)
+
+    assert _image_count(data) == 1, "the script's other page only"
+    assert asked == []
