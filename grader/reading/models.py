@@ -17,7 +17,8 @@ class Answer(models.Model):
 
     ``readings`` holds every engine's result: ``{"easyocr": {"text": str | None, "confidence": float | None}}``
     (text ``None`` = the engine did not read it). ``text`` is the transcription used for suggestions:
-    the teacher's ``confirmed_text`` when set, else the best engine reading. ``score`` is the teacher's
+    the teacher's ``confirmed_text`` when set, else the known answer the ink fits (``fit_text``, see
+    ``ml.marking``), else the best engine reading. ``score`` is the teacher's
     mark; until they set one, the grading form shows ``suggested_score``.
     """
 
@@ -34,6 +35,8 @@ class Answer(models.Model):
     confirmed_text = models.TextField(null=True, blank=True)
     similarity = models.FloatField(null=True, blank=True)
     similarity_strategy = models.CharField(max_length=16, blank=True)
+    fit_text = models.TextField(blank=True, help_text="The known answer (key or teacher-scored) the ink fits, if any")
+    suggestion_reason = models.CharField(max_length=200, blank=True, help_text="Why the suggested score, for the teacher")
     suggested_score = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     score = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     scored_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -68,3 +71,21 @@ class ScriptIdentity(models.Model):
     confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+
+
+class BoxFrames(models.Model):
+    """A CTC engine's per-frame character log-probabilities for the ink of one box on one script
+    (``ml.recognition.fit.Frames.to_bytes``), kept so candidate texts (roster names, key answers,
+    texts a teacher scored) can be scored against the ink at any time without reading again.
+
+    A cache: deleted with the script or box, absent for blank boxes and other engines, and not part
+    of backups (a restored exam falls back to matching on the readings until it is read again).
+    """
+
+    script = models.ForeignKey(Script, on_delete=models.CASCADE, related_name="box_frames")
+    box = models.ForeignKey("annotations.AnswerBox", on_delete=models.CASCADE, related_name="frames")
+    engine = models.CharField(max_length=16)
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["script", "box", "engine"], name="unique_frames_per_script_box")]

@@ -28,10 +28,12 @@ from ml.identity import IdentityResult, RosterEntry, WrittenIdentity, identity_m
 from ml.recognition.base import Recognizer, Region, RegionKind
 from ml.pages import ink_beyond_print
 from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop
-from ml.scoring import ScoreRule, score_suggest
-from ml.similarity import NumericTolerance, answers_similarity, number_parse, strategy_choose, text_normalise
+from ml.marking import Marked, Written, decimal_point_lost, question_suggest
+from ml.recognition.fit import Frames
+from ml.scoring import ScoreRule
+from ml.similarity import NumericTolerance, number_parse, strategy_choose, text_normalise
 
-from .models import Answer, ScriptIdentity
+from .models import Answer, BoxFrames, ScriptIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +89,13 @@ def reading_best(readings: dict) -> tuple[str, float | None]:
     return "", None
 
 
-def _flag_reason(*, readings: dict, blank: bool) -> str:
+def _flag_reason(*, readings: dict, blank: bool, key: Sequence[str] = ()) -> str:
     """Why a person should check this reading, or "" when nothing calls for it."""
     if blank:
         return ""
+    text = reading_best(readings)[0]
+    if decimal_point_lost(text=text, key=key):
+        return f"Decimal point? Read {text!r}; the key has {', '.join(k for k in key if number_parse(k))}."
     unread = [engine for engine, reading in readings.items() if reading.get("text") is None]
     if unread:
         return f"Not read by {', '.join(unread)}."
@@ -226,6 +231,8 @@ def _page_read(
         for reading in engine_get(name).read_page(page=image, regions=asked):
             target = results[abs(reading.index)]["alternatives" if reading.index < 0 else "readings"]
             target[name] = {"text": reading.text, "confidence": reading.confidence}
+            if reading.index > 0 and reading.frames is not None:
+                results[reading.index].setdefault("frames", {})[name] = reading.frames
     return results
 
 
@@ -234,6 +241,8 @@ def _results_store(*, script: Script, page, placed, results: dict[int, dict], en
     now = timezone.now()
     for box, bbox, _ in placed:
         result = results[box.pk]
+        if "error" not in result:
+            _frames_store(script=script, box=box, frames=result.get("frames", {}), engines=engines)
         if box.is_identity:
             _identity_store(script=script, box=box, result=result, now=now)
             continue
@@ -250,9 +259,19 @@ def _results_store(*, script: Script, page, placed, results: dict[int, dict], en
         answer.blank, answer.readings, answer.read_error = result["blank"], readings, ""
         best_text, answer.confidence = reading_best(readings)
         answer.text = answer.confirmed_text if answer.confirmed_text is not None else best_text
-        answer.flag_reason = _flag_reason(readings=readings, blank=answer.blank)
+        answer.flag_reason = _flag_reason(
+            readings=readings, blank=answer.blank, key=[box.question.answer, *box.question.accept]
+        )
         answer.flagged = bool(answer.flag_reason)
         answer.save()
+
+
+def _frames_store(*, script: Script, box: AnswerBox, frames: dict, engines: Sequence[str]) -> None:
+    """Keep each engine's frames of this box's ink; an engine that read the box without them (blank,
+    or no frames) leaves none behind, so stale ink is never scored."""
+    BoxFrames.objects.filter(script=script, box=box, engine__in=[e for e in engines if e not in frames]).delete()
+    for engine, found in frames.items():
+        BoxFrames.objects.update_or_create(script=script, box=box, engine=engine, defaults={"data": found.to_bytes()})
 
 
 def _identity_store(*, script: Script, box: AnswerBox, result: dict, now) -> None:
@@ -292,36 +311,82 @@ def question_strategy(question: Question) -> str:
 
 
 def answers_suggest(*, answers: Iterable[Answer]) -> None:
-    """Recompute similarity and suggested score; a teacher's ``score`` is never touched.
-
-    Blank answers score 0. Answers to a question without a key answer get no suggestion.
+    """Recompute the transcription used, similarity, suggested score and its reason for ``answers``
+    (see ``ml.marking``: teacher scores of the same question, fits of the ink to the key and to
+    teacher-scored texts, then the rule). A teacher's ``score`` and confirmed text are never touched.
     """
     by_question: dict[int, list[Answer]] = defaultdict(list)
     for answer in answers:
         by_question[answer.question_id].append(answer)
     for question_answers in by_question.values():
         question = question_answers[0].question
-        accepted = [text for text in (question.answer, *question.accept) if text.strip()]
-        rule = question_rule(question)
         readable = [answer for answer in question_answers if answer.read_at and not answer.read_error]
-        if not accepted or rule is None:
-            Answer.objects.filter(pk__in=[a.pk for a in readable]).update(
-                similarity=None, similarity_strategy="", suggested_score=None
-            )
+        if not readable:
             continue
+        frames = _answer_frames(question=question, answers=readable)
         # A teacher who typed a transcription has said the box is not blank, whatever the ink check found.
-        blank = {answer.pk: answer.blank and not (answer.confirmed_text or "").strip() for answer in readable}
-        similarities = answers_similarity(
-            texts=[None if blank[answer.pk] else answer.text for answer in readable],
-            answers=accepted,
+        written = [
+            Written(
+                text=_answer_read_text(answer),
+                blank=answer.blank and not (answer.confirmed_text or "").strip(),
+                frames=frames.get(answer.script_id),
+                confirmed=answer.confirmed_text is not None,
+                ref=answer.pk,
+            )
+            for answer in readable
+        ]
+        suggestions = question_suggest(
+            answers=written,
+            key=[text for text in (question.answer, *question.accept) if text.strip()],
+            marked=question_marked(question=question),
+            rule=question_rule(question),
             strategy=question.strategy,
             tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
         )
-        for answer, similarity in zip(readable, similarities, strict=True):
-            answer.similarity = similarity.value
-            answer.similarity_strategy = similarity.strategy
-            answer.suggested_score = score_suggest(similarity=similarity.value, blank=blank[answer.pk], rule=rule)
-        Answer.objects.bulk_update(readable, ["similarity", "similarity_strategy", "suggested_score"])
+        for answer, item, suggestion in zip(readable, written, suggestions, strict=True):
+            answer.similarity = suggestion.similarity
+            answer.similarity_strategy = suggestion.strategy
+            answer.suggested_score = suggestion.score
+            answer.suggestion_reason = suggestion.reason[:200]
+            answer.fit_text = suggestion.fit_text
+            if answer.confirmed_text is None:
+                answer.text = suggestion.fit_text or item.text or ""
+        Answer.objects.bulk_update(
+            readable, ["similarity", "similarity_strategy", "suggested_score", "suggestion_reason", "fit_text", "text"]
+        )
+
+
+def _answer_read_text(answer: Answer) -> str | None:
+    """What the teacher confirmed, else what the preferred engine read (``None`` when unread)."""
+    if answer.confirmed_text is not None:
+        return answer.confirmed_text
+    return reading_best(answer.readings)[0] or None
+
+
+def question_marked(*, question: Question) -> list[Marked]:
+    """The question's teacher-scored answers as ``ml.marking`` evidence: the text the teacher saw
+    (their transcription, else the reading), their score, and "script N" as the source, oldest first."""
+    return [
+        Marked(text=text, score=answer.score, source=f"script {answer.script.number}", ref=answer.pk)
+        for answer in question.answers.filter(score__isnull=False, blank=False)
+        .select_related("script")
+        .order_by("scored_at", "pk")
+        if (text := _answer_read_text(answer))
+    ]
+
+
+def _answer_frames(*, question: Question, answers: Sequence[Answer]) -> dict[int, Frames]:
+    """Script id -> the OCR frames of the question's box for these answers (where kept)."""
+    rows = BoxFrames.objects.filter(
+        box__question=question, box__parent=None, engine=OCR, script_id__in=[answer.script_id for answer in answers]
+    ).values_list("script_id", "data")
+    frames = {}
+    for script_id, data in rows:
+        try:
+            frames[script_id] = Frames.from_bytes(bytes(data))
+        except ValueError:  # an unreadable cache entry only costs the fit, never the suggestion
+            logger.warning("Frames of script %s, question %s are unreadable; ignored", script_id, question.pk)
+    return frames
 
 
 def question_resuggest(*, question_id: int) -> None:
@@ -380,6 +445,7 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
         taken = {identity.script.student_id for identity in confirmed if identity.script.student_id}
         students = {student.student_id: student for student in exam.students.exclude(pk__in=taken)}
         open_identities = {identity.script_id: identity for identity in identities if identity not in confirmed}
+        identity_frames = _identity_frames(exam=exam, script_ids=list(open_identities))
         result = identity_match(
             written=[
                 WrittenIdentity(
@@ -390,6 +456,7 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
                     id_alternatives=tuple(
                         reading["text"] for reading in identity.readings.get("ID digits", {}).values() if reading.get("text")
                     ),
+                    frames=identity_frames.get(identity.script_id, {}),
                 )
                 for identity in open_identities.values()
             ],
@@ -404,6 +471,8 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
                 for student_id, score in ((match.student_id, match.score), (match.runner_up_id, match.runner_up_score))
                 if student_id
             ]
+            if match.fit is not None and identity.candidates:
+                identity.candidates[0]["lead"] = match.fit
             identity.save(update_fields=["score", "confident", "candidates"])
             student = students.get(match.student_id) if match.confident else None
             Script.objects.filter(pk=match.script).update(student=student)
@@ -416,6 +485,23 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
         len(result.duplicates),
     )
     return result
+
+
+_IDENTITY_FRAMES = {"NAME": "name", "ID": "id", "CLASS": "class"}
+
+
+def _identity_frames(*, exam: Exam, script_ids: Sequence[int]) -> dict[int, dict[str, Frames]]:
+    """Script id -> the OCR frames of its NAME, ID and CLASS boxes, keyed "name", "id", "class"."""
+    found: dict[int, dict[str, Frames]] = defaultdict(dict)
+    rows = BoxFrames.objects.filter(
+        script_id__in=script_ids, box__exam=exam, box__parent=None, box__label__in=list(_IDENTITY_FRAMES), engine=OCR
+    ).values_list("script_id", "box__label", "data")
+    for script_id, label, data in rows:
+        try:
+            found[script_id][_IDENTITY_FRAMES[label]] = Frames.from_bytes(bytes(data))
+        except ValueError:
+            logger.warning("Frames of script %s, box %s are unreadable; ignored", script_id, label)
+    return found
 
 
 def exam_identity_match_when_read(*, script_id: int) -> bool:

@@ -7,10 +7,12 @@ Coordinates are pixels of the page image handed in (the app's pages are 150 dpi 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from PIL import Image
+
+from ml.recognition.fit import Frames
 
 # What a region is expected to hold; engines may restrict their character set accordingly.
 RegionKind = Literal["text", "digits", "number", "name"]
@@ -32,13 +34,16 @@ class Reading:
 
     ``text`` is ``None`` when the engine did not answer for the region (unread), and ``""`` when it
     answered that the region is empty. ``confidence`` is in [0, 1], or ``None`` when the engine has
-    no calibrated confidence.
+    no calibrated confidence. ``frames`` are a CTC engine's per-frame character log-probabilities for
+    the region's ink (``ml.recognition.fit``), so candidate texts can be scored later without reading
+    again; ``None`` for blank regions and for engines without them.
     """
 
     index: int
     text: str | None
     confidence: float | None
     engine: str
+    frames: Frames | None = field(default=None, compare=False, repr=False)
 
 
 class Recognizer(Protocol):

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from ml.recognition.base import Lang, Reading, Region, RegionKind
+from ml.recognition.fit import Frames
 
 # The files the English models need, as named in easyocr.config (CRAFT detector, english_g2 recogniser).
 MODEL_FILES = ("craft_mlt_25k.pth", "english_g2.pth")
@@ -69,6 +70,8 @@ _BATCH_WIDTH_SLACK = 1.25
 
 # EasyOCR's recogniser input height (easyocr.easyocr.imgH); every line is scaled to it.
 _MODEL_HEIGHT = 64
+# EasyOCR reads a line again with more contrast when its confidence is under this (get_text's contrast_ths).
+_CONTRAST_RETRY = 0.1
 
 
 class ModelFileError(RuntimeError):
@@ -427,16 +430,17 @@ class OcrRecognizer:
             for image in self._line_images(found):
                 lines.append(_Line(position, image, allowlist))
         texts = self._recognize(lines)
-        parts: dict[int, list[tuple[str, float]]] = {}
+        parts: dict[int, list[tuple[str, float, Frames]]] = {}
         for line, result in zip(lines, texts, strict=True):
             parts.setdefault(line.region, []).append(result)
         for position, found_parts in parts.items():
-            text = " ".join(" ".join(t for t, _ in found_parts if t).split())
+            text = " ".join(" ".join(t for t, _, _ in found_parts if t).split())
             index = regions[position].index
+            frames = Frames.concatenate([f for _, _, f in found_parts])
             if not text:  # there is ink but the model saw no character in it: not blank, unread
-                readings[position] = Reading(index, None, None, self.name)
+                readings[position] = Reading(index, None, None, self.name, frames)
             else:
-                readings[position] = Reading(index, text, float(min(c for _, c in found_parts)), self.name)
+                readings[position] = Reading(index, text, float(min(c for _, c, _ in found_parts)), self.name, frames)
         return [reading for reading in readings if reading is not None]
 
     def _line_images(self, found: _Ink) -> list[np.ndarray]:
@@ -459,40 +463,74 @@ class OcrRecognizer:
             images.append(_model_image(crop, paper=found.paper))
         return images
 
-    def _recognize(self, lines: list[_Line]) -> list[tuple[str, float]]:
-        """EasyOCR's text and confidence for every line image, batched by allowlist and width."""
+    def _recognize(self, lines: list[_Line]) -> list[tuple[str, float, Frames]]:
+        """EasyOCR's text, confidence and per-frame log-probabilities for every line image, batched
+        by allowlist and width."""
         if not lines:
             return []
         reader = self.reader
-        try:
-            from easyocr.recognition import get_text
-        except ImportError:  # pragma: no cover - a future EasyOCR without the helper
-            get_text = None
-        results: list[tuple[str, float] | None] = [None] * len(lines)
+        results: list[tuple[str, float, Frames] | None] = [None] * len(lines)
         groups: dict[str, list[int]] = {}
         for number, line in enumerate(lines):
             groups.setdefault(line.allowlist, []).append(number)
         batch = max(1, self.config.batch_size)
         for allowlist, numbers in groups.items():
-            ignore = "".join(set(reader.character) - set(allowlist))
             numbers.sort(key=lambda n: lines[n].image.shape[1])
             for chunk in _chunks(numbers, widths=[lines[n].image.shape[1] for n in numbers], size=batch):
-                if get_text is None:
-                    for n in chunk:
-                        found = reader.recognize(lines[n].image, allowlist=allowlist, detail=1)
-                        results[n] = (found[0][1], float(found[0][2])) if found else ("", 0.0)
-                    continue
-                width = max(lines[n].image.shape[1] for n in chunk)
-                image_list = [(n, lines[n].image) for n in chunk]
-                with warnings.catch_warnings():
-                    # EasyOCR's DataLoader asks for pinned memory even on CPU.
-                    warnings.filterwarnings("ignore", message=".*pin_memory.*", category=UserWarning)
-                    found = get_text(reader.character, _MODEL_HEIGHT, width, reader.recognizer,
-                                     reader.converter, image_list, ignore, "greedy", 5, len(chunk),
-                                     0.1, 0.5, 0.003, 0, reader.device)
-                for n, text, confidence in found:
-                    results[n] = (text, float(confidence))
-        return [result if result is not None else ("", 0.0) for result in results]
+                found = _predict(reader, [lines[n].image for n in chunk], allowlist=allowlist)
+                for n, result in zip(chunk, found, strict=True):
+                    results[n] = result
+        return [result for result in results if result is not None]
+
+
+def _predict(reader, images: list[np.ndarray], *, allowlist: str) -> list[tuple[str, float, Frames]]:
+    """EasyOCR's greedy recognition of same-height line images, as ``easyocr.recognition.get_text``
+    does it (a second, higher-contrast pass for lines scoring under 0.1, keeping the better), plus
+    each line's frames for :mod:`ml.recognition.fit`.
+
+    The text is decoded with characters outside ``allowlist`` removed from every frame's
+    distribution; the frames keep the whole charset, so candidates are judged on what the model saw.
+    """
+    first = _predict_pass(reader, images, allowlist=allowlist, contrast=0.0)
+    retry = [n for n, (_, confidence, _) in enumerate(first) if confidence < _CONTRAST_RETRY]
+    if retry:
+        second = _predict_pass(reader, [images[n] for n in retry], allowlist=allowlist, contrast=0.5)
+        for n, result in zip(retry, second, strict=True):
+            if result[1] >= first[n][1]:
+                first[n] = result
+    return first
+
+
+def _predict_pass(reader, images: list[np.ndarray], *, allowlist: str,
+                  contrast: float) -> list[tuple[str, float, Frames]]:
+    import torch
+    from easyocr.recognition import AlignCollate, custom_mean
+
+    width = max(image.shape[1] for image in images)
+    collate = AlignCollate(imgH=_MODEL_HEIGHT, imgW=width, keep_ratio_with_pad=True, adjust_contrast=contrast)
+    tensors = collate([Image.fromarray(image, "L") for image in images]).to(reader.device)
+    with torch.no_grad():
+        logits = reader.recognizer(tensors, torch.zeros(len(images), 1, dtype=torch.long, device=reader.device))
+        log_probs = torch.log_softmax(logits.float(), dim=2).cpu().numpy()
+    charset = reader.character
+    allowed = np.zeros(len(charset) + 1, bool)
+    allowed[0] = True
+    allowed[[i + 1 for i, char in enumerate(charset) if char in allowlist]] = True
+    characters = np.array(["", *charset])
+    results = []
+    for image, line in zip(images, log_probs, strict=True):
+        # Frames past the image's own width see only the padding (its last column repeated).
+        used = min(len(line), math.ceil(len(line) * image.shape[1] / width) + 1)
+        line = line[:used]
+        probs = np.exp(line) * allowed
+        probs /= probs.sum(axis=1, keepdims=True)
+        best, best_prob = probs.argmax(axis=1), probs.max(axis=1)
+        keep = np.insert(best[1:] != best[:-1], 0, True) & (best != 0)
+        text = "".join(characters[best[keep]])
+        emitted = best_prob[best != 0]
+        confidence = float(custom_mean(emitted)) if len(emitted) else 0.0
+        results.append((text, confidence, Frames(line.astype(np.float32), charset)))
+    return results
 
 
 def _chunks(numbers: list[int], *, widths: list[int], size: int) -> list[list[int]]:

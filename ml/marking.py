@@ -1,0 +1,245 @@
+"""The score suggested for each answer of a question, and the reason shown beside it.
+
+Evidence is weighed in this order, the first that applies deciding:
+
+1. **Blank** answers score 0 ("blank").
+2. **As the teacher scored it**: another answer of this question with the same text (after
+   ``ml.similarity.text_normalise``, spaces ignored) already has a teacher's score: that score
+   ("as script 12"). When the teacher gave the same text different scores, the most frequent wins,
+   the latest on ties.
+3. **Fits**: the ink is explained nearly as well by a known answer as by the free reading (see
+   ``ml.recognition.fit``; the gap per character is at most :data:`FIT_MAX_GAP` for the kind of
+   answer). Known answers are the key's (full marks) and the texts the teacher has scored (their
+   score); the best-fitting one decides ("fits key: Na", "fits script 12: Nz"), and its text is the
+   transcription used from then on.
+4. **Like a scored answer**: for word and sentence questions, a teacher-scored text at least
+   :data:`NEIGHBOUR_MIN_RATIO` alike character by character (rapidfuzz ratio) gives its score
+   ("like script 12"). Numbers and symbols are never compared this way: 205 is not nearly 206.
+5. **Rule**: the similarity to the key (``ml.similarity``) reaches the question's minimum: full
+   marks; otherwise 0 ("rule: similarity 0.62"). Part marks come only from the teacher's own
+   scores (2-4), never from a low similarity alone: a similarity of 0.4 says the answer is wrong,
+   not that it is 40 % right.
+
+A question without a key answer and without teacher scores gets no suggestion (``score`` ``None``).
+Scores are ``Decimal`` marks. Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from rapidfuzz import fuzz
+
+from ml.recognition.fit import Frames, frames_fit
+from ml.scoring import ZERO, ScoreRule
+from ml.similarity import (
+    SENTENCE_WORDS,
+    NumericTolerance,
+    Strategy,
+    answers_similarity,
+    number_parse,
+    strategy_choose,
+    text_normalise,
+)
+
+AnswerKind = Literal["word", "number", "sentence"]
+
+# The most a known answer may fit worse than the free reading, in nats per character, to be taken
+# as what was written. Calibrated on the demo's 336 answers (``bench/fits.py`` reprints the table):
+# correct words fit their key within 0-4 nats with wrong ones from 3.9, numbers within 0.5 (a
+# misread digit is the only slack, and one digit changes the answer: "3/8" fits "3/4" at 2.0) with
+# wrong ones from 2.0, sentences within 0-3 with wrong ones from 4.1. Each limit keeps well clear of
+# the wrong answers at some cost in correct ones, which the rule then judges.
+FIT_MAX_GAP: dict[AnswerKind, float] = {"word": 2.5, "number": 1.0, "sentence": 2.5}
+NEIGHBOUR_MIN_RATIO = 0.85
+
+
+@dataclass(frozen=True)
+class Marked:
+    """An answer whose score is known: its ``text``, ``score`` and where it comes from, as shown to
+    the teacher ("script 12"), or ``"key"`` for the key's own answers. ``ref`` is the caller's id
+    of the scored answer, so an answer is never suggested its own score."""
+
+    text: str
+    score: Decimal
+    source: str
+    ref: int | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """One student's answer as read. ``text`` is the teacher's transcription when ``confirmed``,
+    else the engine's reading (``None`` when unread); ``frames`` the CTC frames of its ink, if any
+    (a confirmed text needs none: the teacher has said what is written). ``ref`` is the caller's id
+    of the answer (see :class:`Marked`)."""
+
+    text: str | None
+    blank: bool
+    frames: Frames | None = None
+    confirmed: bool = False
+    ref: int | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What is suggested for one answer: ``score`` (``None``: nothing to suggest), the similarity in
+    [0, 1] of ``text`` to the key and its strategy (``None``/"" without a key), the ``reason`` shown
+    to the teacher, and ``fit_text``, the known answer the ink fits ("" when none)."""
+
+    score: Decimal | None
+    similarity: float | None
+    strategy: str
+    reason: str
+    fit_text: str = ""
+    text: str | None = None
+
+
+def answer_kind(*, answers: Sequence[str]) -> AnswerKind:
+    """What kind of answer a key asks for: numbers, sentences (3 words or more) or words."""
+    keys = [answer for answer in answers if answer.strip()]
+    if keys and all(number_parse(key) is not None for key in keys):
+        return "number"
+    if any(len(text_normalise(key).split()) >= SENTENCE_WORDS for key in keys):
+        return "sentence"
+    return "word"
+
+
+def number_forms(text: str) -> list[str]:
+    """Other ways a student writes the number ``text``: "0.75" as ".75", "4" as "4.0", "x = 4" as
+    "4"; ``[]`` for a text that is not a number."""
+    if number_parse(text) is None:
+        return []
+    forms = []
+    bare = re.sub(r"^\s*[a-z]\s*=\s*", "", text.strip(), flags=re.IGNORECASE)
+    for form in (bare, re.sub(r"^(-?)0([.,]\d)", r"\1\2", bare)):
+        if form and form != text and form not in forms:
+            forms.append(form)
+    return forms
+
+
+def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: Sequence[Marked],
+                     rule: ScoreRule | None, strategy: Strategy = "auto",
+                     tolerance: NumericTolerance = NumericTolerance()) -> list[Suggestion]:
+    """A :class:`Suggestion` for every answer of one question, in order; see the module docstring.
+
+    ``key`` holds the accepted answers (empty: no key), ``marked`` the teacher-scored answers of the
+    question, ``rule`` the question's scoring rule (``None``: settings unusable, no suggestion).
+    """
+    key = [text.strip() for text in key if text and text.strip()]
+    if rule is None or (not key and not marked):
+        return [Suggestion(None, None, "", "") for _ in answers]
+    kind = answer_kind(answers=key or [m.text for m in marked])
+    method = strategy_choose(answers=key) if key and strategy == "auto" else strategy
+    known = [Marked(text, rule.max_score, "key") for text in key]
+    known += [Marked(form, rule.max_score, "key") for text in key for form in number_forms(text)]
+    known += list(marked)
+    fitted = _fits(answers=answers, known=known, limit=FIT_MAX_GAP[kind])
+    texts = [None if a.blank else (fit.text if fit else a.text) for a, fit in zip(answers, fitted, strict=True)]
+    similarities = (answers_similarity(texts=texts, answers=key, strategy=strategy, tolerance=tolerance)
+                    if key else [None] * len(answers))
+    results = []
+    for answer, fit, text, similarity in zip(answers, fitted, texts, similarities, strict=True):
+        value = None if similarity is None or answer.blank else similarity.value
+        shown = similarity.strategy if similarity is not None else ""
+        fit_text = fit.text if fit else ""
+        if answer.blank:
+            results.append(Suggestion(ZERO, 0.0 if key else None, shown, "blank", "", text))
+            continue
+        others = [m for m in marked if m.ref is None or m.ref != answer.ref]
+        teacher = _by_text(others).get(_compact(answer.text)) if answer.text else None
+        if teacher is not None:
+            results.append(Suggestion(teacher.score, value, shown, f"as {teacher.source}", "", answer.text))
+        elif fit is not None:
+            where = "key" if fit.source == "key" else fit.source
+            results.append(Suggestion(fit.score, value, shown, f"fits {where}: {fit.text}", fit_text, text))
+        elif key and value is not None and value >= rule.min_similarity:
+            results.append(Suggestion(rule.max_score, value, shown, f"rule: similarity {value:.2f}", "", text))
+        elif (neighbour := _neighbour(text=text, marked=others, method=method)) is not None:
+            results.append(Suggestion(neighbour.score, value, shown, f"like {neighbour.source}", "", text))
+        elif key:
+            results.append(Suggestion(ZERO, value, shown,
+                                      "not read" if value is None or text is None else f"rule: similarity {value:.2f}",
+                                      "", text))
+        else:
+            results.append(Suggestion(None, None, "", "", "", text))
+    return results
+
+
+def decimal_point_lost(*, text: str | None, key: Sequence[str]) -> bool:
+    """Whether ``text`` has the digits of a numeric key answer but not its value ("075" or "75" for
+    "0.75"): a decimal point the reader lost, or the student left out, for a person to look at."""
+    if not text or number_parse(text) is None:
+        return False
+    digits = re.sub(r"\D", "", text).lstrip("0")
+    for answer in key:
+        if number_parse(answer) is None or "." not in answer and "," not in answer:
+            continue
+        if digits and digits == re.sub(r"\D", "", answer).lstrip("0") and number_parse(text) != number_parse(answer):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class _Fit:
+    text: str
+    score: Decimal
+    source: str
+
+
+def _fits(*, answers: Sequence[Written], known: Sequence[Marked], limit: float) -> list[_Fit | None]:
+    """For each answer, the known answer its ink fits best within ``limit``, if any."""
+    texts = list(dict.fromkeys(m.text for m in known if m.text.strip()))
+    asked = [n for n, a in enumerate(answers) if a.frames is not None and not a.blank and not a.confirmed]
+    results: list[_Fit | None] = [None] * len(answers)
+    if not texts or not asked:
+        return results
+    fits = frames_fit(frames=[answers[n].frames for n in asked], candidates=[texts] * len(asked))
+    for n, answer_fits in zip(asked, fits, strict=True):
+        # An answer's own teacher score is no evidence about itself.
+        by_text = _by_text([m for m in known if m.ref is None or m.ref != answers[n].ref], exact=True)
+        good = [fit for fit in answer_fits if fit.gap <= limit and fit.text in by_text]
+        if good:
+            best = max(good, key=lambda fit: fit.log_likelihood)
+            source = by_text[best.text]
+            results[n] = _Fit(best.text, source.score, source.source)
+    return results
+
+
+def _by_text(marked: Sequence[Marked], *, exact: bool = False) -> dict[str, Marked]:
+    """One score per text: the most frequent among ``marked``, the latest on ties; keys compacted
+    unless ``exact``. The key's own answers, when present, outrank teacher scores of the same text."""
+    groups: dict[str, list[Marked]] = {}
+    for item in marked:
+        groups.setdefault(item.text if exact else _compact(item.text), []).append(item)
+    chosen = {}
+    for text, items in groups.items():
+        from_key = [item for item in items if item.source == "key"]
+        if from_key:
+            chosen[text] = from_key[0]
+            continue
+        counts = Counter(item.score for item in items)
+        top = max(counts.values())
+        chosen[text] = next(item for item in reversed(items) if counts[item.score] == top)
+    return {text: item for text, item in chosen.items() if text}
+
+
+def _neighbour(*, text: str | None, marked: Sequence[Marked], method: str) -> Marked | None:
+    if not text or not marked or method in ("numeric", "exact"):
+        return None
+    compact = _compact(text)
+    best, best_ratio = None, 0.0
+    for item in marked:
+        ratio = fuzz.ratio(compact, _compact(item.text)) / 100
+        if ratio > best_ratio:
+            best, best_ratio = item, ratio
+    return best if best_ratio >= NEIGHBOUR_MIN_RATIO else None
+
+
+def _compact(text: str) -> str:
+    return text_normalise(text).replace(" ", "")
+
