@@ -17,6 +17,12 @@ usernames and to the department its name (``None`` when empty); many-to-many lin
 those; file fields the file's path in the archive (``""`` for none); decimals are strings in marks
 ("1.50"); dates and times ISO 8601 with their UTC offset; JSON fields as they are.
 
+A restore trusts nothing in the archive. JSON members may cost at most ``JSON_MEMORY_FACTOR`` times the
+backup's size (at least ``JSON_MEMORY_FLOOR_MB``) to read and nest at most ``JSON_MAX_DEPTH`` deep. Every
+stored file passes the checks of an upload (``ml.pages.document_inspect``: a PDF or image within
+``MAX_UPLOAD_MB`` and ``MAX_IMAGE_PIXELS``); page images (image fields) must be one JPEG or PNG picture
+and are decoded and encoded again, so only pixels are stored, never what else the file carried.
+
 A restore makes a new exam with new primary keys and every link remapped. Users are matched by
 username on the installation restoring; a name without an account there becomes ``None`` (the
 archive keeps it). ``ScriptIdentity.candidates`` (``[{"student": roster ID, "score": float}]``)
@@ -26,9 +32,12 @@ names students by their roster ID, which a restore keeps, so it needs no remappi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import shutil
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -37,8 +46,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from importlib import metadata
 from os import PathLike
-from pathlib import PurePosixPath
-from typing import Any, BinaryIO
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -47,11 +56,13 @@ from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.models.fields.files import FieldFile
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from PIL import Image
 
 from annotations.models import AnswerBox, BoxAdjustment, SuggestedBox
 from grader.grading.models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from grader.models import Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from grader.reading.models import Answer, ScriptIdentity
+from ml import pages as page_tools
 
 from .models import EmailDelivery, ExamEmail, ExportJob
 
@@ -66,6 +77,17 @@ FILES_DIR = "files/"
 # compress, so a larger total can only be a zip bomb (or an exam far beyond any real one).
 UNPACKED_FACTOR = 20
 _COPY_CHUNK = 1024 * 1024
+# Parsed JSON takes far more memory than its text ("{}" is 2 bytes, the dict it becomes 64): a JSON
+# member is read only when the estimate below stays within this many times the backup's own size, or
+# the floor, whichever is more. Reading a real exam's records takes about a fifth of its backup's size.
+JSON_MEMORY_FACTOR = 4
+JSON_MEMORY_FLOOR_MB = 64
+# Upper bound of the memory one JSON value costs once parsed (a dict or list with its slots, a key, a number).
+_JSON_VALUE_BYTES = 100
+# markdesk writes records about 8 levels deep; deeper nesting is refused before it can exhaust the stack.
+JSON_MAX_DEPTH = 32
+# The picture formats markdesk stores page images in (scan pages JPEG, template pages PNG), with their extension.
+IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png"}
 
 
 @dataclass(frozen=True)
@@ -232,25 +254,55 @@ def _name_unsafe(name: str) -> bool:
     return name.startswith("/") or "\\" in name or ":" in parts[0] or any(part in ("..", ".") for part in parts)
 
 
-def _json_member(archive: zipfile.ZipFile, name: str, *, missing: str) -> Any:
+def _json_depth_check(value: Any, *, name: str) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            raise BackupRejected(f"{name} in the backup nests deeper than the {JSON_MAX_DEPTH} levels markdesk reads.")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def _json_member(archive: zipfile.ZipFile, name: str, *, missing: str, archive_size: int) -> Any:
+    """The JSON member ``name``, read only when its memory cost stays bounded (see ``JSON_MEMORY_FACTOR``)."""
     try:
         size = archive.getinfo(name).file_size
     except KeyError:
         raise BackupRejected(missing) from None
-    if size > settings.MAX_UPLOAD_MB * 1024 * 1024:  # parsed in memory: bounded like an upload
+    allowed = max(JSON_MEMORY_FLOOR_MB * 1024 * 1024, JSON_MEMORY_FACTOR * archive_size)
+    too_large = (
+        f"{name} in the backup is too large for a backup of {filesizeformat(archive_size)}: reading it would take "
+        f"more than the {filesizeformat(allowed)} allowed ({JSON_MEMORY_FACTOR} times the backup's size, at least "
+        f"{JSON_MEMORY_FLOOR_MB} MB). It is not a backup markdesk made."
+    )
+    # Checked on the size the zip declares first (the member cannot unpack beyond it), then on the text.
+    if size > settings.MAX_UPLOAD_MB * 1024 * 1024:
         raise BackupRejected(
             f"{name} in the backup is {filesizeformat(size)}, more than the {settings.MAX_UPLOAD_MB} MB markdesk reads."
         )
+    if 2 * size > allowed:  # the bytes, then the text decoded from them
+        raise BackupRejected(too_large)
+    with archive.open(name) as member:
+        data = member.read()
+    # A value follows a "," or ":", or is a container ("[" or "{") or the first value in one; counting
+    # these marks in strings too over-counts, which is safe.
+    values = 1 + data.count(b",") + data.count(b":") + 2 * (data.count(b"[") + data.count(b"{"))
+    if 2 * len(data) + values * _JSON_VALUE_BYTES > allowed:
+        raise BackupRejected(too_large)
     try:
-        with archive.open(name) as member:
-            return json.load(member)
+        document = json.loads(data)
+    except RecursionError:
+        raise BackupRejected(f"{name} in the backup nests deeper than the {JSON_MAX_DEPTH} levels markdesk reads.") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise BackupRejected(f"{name} in the backup is not valid JSON ({error}).") from error
+    _json_depth_check(document, name=name)
+    return document
 
 
-def _manifest_check(archive: zipfile.ZipFile) -> dict:
+def _manifest_check(archive: zipfile.ZipFile, *, archive_size: int) -> dict:
     missing = "The zip has no manifest.json: it is not a markdesk exam backup."
-    manifest = _json_member(archive, MANIFEST, missing=missing)
+    manifest = _json_member(archive, MANIFEST, missing=missing, archive_size=archive_size)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupRejected("The zip's manifest.json does not describe a markdesk exam backup.")
     version = manifest.get("format_version")
@@ -262,9 +314,10 @@ def _manifest_check(archive: zipfile.ZipFile) -> dict:
     return manifest
 
 
-def _records_check(archive: zipfile.ZipFile) -> dict[str, list[dict]]:
+def _records_check(archive: zipfile.ZipFile, *, archive_size: int) -> dict[str, list[dict]]:
     """``records.json`` as {model label: records}, its shape and file references checked."""
-    document = _json_member(archive, RECORDS, missing="The backup has no records.json: it is incomplete.")
+    document = _json_member(archive, RECORDS, missing="The backup has no records.json: it is incomplete.",
+                            archive_size=archive_size)
     kinds = {_label(kind.model): kind.model for kind in MODELS}
     sections = document.get("models") if isinstance(document, dict) else None
     if not isinstance(sections, list):
@@ -320,6 +373,12 @@ def _archive_open(archive: BinaryIO | str | PathLike) -> zipfile.ZipFile:
             f"hold ({UNPACKED_FACTOR} times the {settings.MAX_UPLOAD_MB} MB upload limit)."
         )
     return opened
+
+
+def _archive_size(opened: zipfile.ZipFile) -> int:
+    # Every member read seeks to its own offset first, so moving the file's position here is harmless.
+    opened.fp.seek(0, os.SEEK_END)
+    return opened.fp.tell()
 
 
 # ---------------------------------------------------------------- restore: making the records
@@ -402,15 +461,18 @@ class _Restorer:
         return obj
 
     def files_store(self, obj: models.Model, fields: dict) -> list[str]:
-        """Copy the record's files from the archive into its storage paths; the field names changed."""
+        """Store the record's files from the archive, checked (``_file_checked``), under their new
+        storage paths; return the names of the fields that changed."""
         changed = []
         for field in _data_fields(type(obj)):
             path = fields.get(field.name) if isinstance(field, models.FileField) else None
             if not path:
                 continue
-            with self.archive.open(path) as member:
+            with tempfile.NamedTemporaryFile(prefix="markdesk-restore-") as spool:
+                name, content = _file_checked(self.archive, path, spool=spool,
+                                              image=isinstance(field, models.ImageField))
                 field_file = getattr(obj, field.attname)
-                field_file.save(PurePosixPath(path).name, File(member), save=False)
+                field_file.save(name, content, save=False)
             self.written.append((field_file.storage, field_file.name))
             changed.append(field.name)
         return changed
@@ -454,6 +516,53 @@ class _Restorer:
             model.objects.bulk_update([obj for _, obj in built], sorted(updated), batch_size=500)
 
 
+def _file_checked(archive: zipfile.ZipFile, path: str, *, spool: IO[bytes], image: bool) -> tuple[str, File]:
+    """The archive's file ``path`` as it may be stored: its file name and content (from ``spool``, an
+    empty named temporary file).
+
+    Checked as an upload is (size, PDF or image content, pixel limits). An image field's file must be
+    one JPEG or PNG picture, and is stored encoded again from its pixels: whatever else the file holds
+    (a second format behind the first, metadata) is dropped. A file that fails is refused by name.
+    """
+    name = PurePosixPath(path).name
+    limit = settings.MAX_UPLOAD_MB * 1024 * 1024
+    size = archive.getinfo(path).file_size
+    if size > limit:
+        raise BackupRejected(
+            f"{path} in the backup is {filesizeformat(size)}, over the {settings.MAX_UPLOAD_MB} MB limit for one file."
+        )
+    with archive.open(path) as member:
+        shutil.copyfileobj(member, spool, _COPY_CHUNK)
+    spool.flush()
+    try:
+        info = page_tools.document_inspect(path=Path(spool.name), name=path,
+                                           max_pixels=settings.MAX_IMAGE_PIXELS, dpi=settings.PAGE_DPI)
+    except page_tools.DocumentError as error:
+        raise BackupRejected(f"The backup holds a file markdesk cannot use: {error}") from error
+    spool.seek(0)
+    if not image:
+        return name, File(spool)
+    unusable = f"The backup holds a file markdesk cannot use: {path} should be a page image (one JPEG or PNG picture)"
+    if info.kind != "image" or info.page_count != 1:
+        raise BackupRejected(f"{unusable}, not a {'PDF' if info.kind == 'pdf' else 'file of several pictures'}.")
+    encoded = io.BytesIO()
+    try:
+        with Image.open(spool) as picture:
+            format = picture.format
+            if format in IMAGE_FORMATS:
+                picture.load()
+                # quality="keep" reuses the JPEG's own quantisation: no visible loss from encoding it again.
+                options = {"quality": "keep"} if format == "JPEG" else {}
+                if "dpi" in picture.info:
+                    options["dpi"] = picture.info["dpi"]
+                picture.save(encoded, format=format, **options)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BackupRejected(f"The backup holds a file markdesk cannot use: {path} is a damaged image ({error}).") from error
+    if format not in IMAGE_FORMATS:
+        raise BackupRejected(f"{unusable}, not a {format} picture.")
+    return PurePosixPath(name).stem + IMAGE_FORMATS[format], File(encoded)
+
+
 def _insert(model: type[models.Model], objs: list[models.Model]) -> None:
     if connection.features.can_return_rows_from_bulk_insert:
         model.objects.bulk_create(objs, batch_size=500)
@@ -490,10 +599,11 @@ def _files_delete(written: Iterable[tuple[Any, str]]) -> None:
 def exam_restore(*, archive: BinaryIO | str | PathLike, owner: User) -> Exam:
     """Restore a backup (a path or an open binary file) as a new exam owned by ``owner``; return it.
 
-    The archive is checked first (a zip; its manifest; format version 1; valid records.json; every
-    named file present; no unsafe names; unpacked size within ``MAX_UPLOAD_MB`` x ``UNPACKED_FACTOR``),
-    then every record is made in one transaction with new pks and remapped links, and its files are
-    copied into the new exam's storage paths. The title is kept, with " (restored)" added when
+    The archive is checked first (a zip; its manifest; format version 1; valid records.json within the
+    JSON memory and depth limits; every named file present; no unsafe names; unpacked size within
+    ``MAX_UPLOAD_MB`` x ``UNPACKED_FACTOR``), then every record is made in one transaction with new pks
+    and remapped links, and its files are checked like uploads (page images encoded again) and stored
+    under the new exam's storage paths. The title is kept, with " (restored)" added when
     ``owner`` already has an exam of that title. Raises ``BackupRejected`` with a message for the
     teacher; then no record is made and no file is left behind.
 
@@ -501,11 +611,12 @@ def exam_restore(*, archive: BinaryIO | str | PathLike, owner: User) -> Exam:
     account here (their links were left empty).
     """
     with _archive_open(archive) as opened:
-        manifest = _manifest_check(opened)
-        by_label = _records_check(opened)
+        archive_size = _archive_size(opened)
         written: list[tuple[Any, str]] = []
         restorer = _Restorer(archive=opened, owner=owner, written=written)
         try:
+            manifest = _manifest_check(opened, archive_size=archive_size)
+            by_label = _records_check(opened, archive_size=archive_size)
             exam = _records_restore(restorer=restorer, by_label=by_label)
         except BaseException as error:
             _files_delete(written)

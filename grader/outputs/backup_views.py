@@ -59,4 +59,5 @@ def exam_restore(request: HttpRequest) -> HttpResponse:
         response, problem = _restore(request, form)
         if response is not None:
             return response
-    return render(request, "outputs/restore.html", {"form": form, "problem": problem, "max_mb": settings.MAX_UPLOAD_MB})
+    context = {"form": form, "problem": problem, "max_mb": settings.MAX_UPLOAD_MB}
+    return render(request, "outputs/restore.html", context, status=400 if problem else 200)

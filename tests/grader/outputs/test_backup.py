@@ -6,10 +6,13 @@ import hashlib
 import io
 import json
 import shutil
+import tracemalloc
 import zipfile
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.apps import apps
 from django.conf import settings
@@ -19,6 +22,7 @@ from django.core.management import CommandError, call_command
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image
 
 from annotations.models import BoxAdjustment, SuggestedBox
 from annotations.services import box_save
@@ -93,10 +97,32 @@ def full_exam(scored_exam, teacher, other_teacher):
 
 
 def _file_digest(value) -> str:
+    """The sha256 of a stored file; for a page image, which a restore encodes again, what it is and its size."""
     if not value:
         return ""
     with value.open("rb") as handle:
+        if isinstance(value.field, models.ImageField):
+            with Image.open(handle) as picture:
+                return f"{picture.format} {picture.mode} {picture.width}x{picture.height}"
         return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _pictures(exam: Exam) -> dict[str, np.ndarray]:
+    """The pixels of every page image of ``exam``, by the page they show."""
+    pages = [*(("template", page.index, page.image) for page in TemplatePage.objects.filter(exam=exam)),
+             *(("scan", page.source_index, page.image) for page in ScanPage.objects.filter(exam=exam))]
+    pictures = {}
+    for kind, index, image in pages:
+        with image.open("rb") as handle, Image.open(handle) as picture:
+            pictures[f"{kind} {index}"] = np.asarray(picture, dtype=np.int16)
+    return pictures
+
+
+def _assert_same_pictures(restored: dict[str, np.ndarray], original: dict[str, np.ndarray]) -> None:
+    """Restored page images show what the originals showed: encoding a JPEG again moves a few pixels a little."""
+    assert restored.keys() == original.keys()
+    for key, pixels in original.items():
+        assert restored[key].shape == pixels.shape and np.abs(restored[key] - pixels).mean() < 0.1, key
 
 
 def canonical(exam: Exam, *, exam_fields_skipped: tuple[str, ...] = ("owner", "title")) -> dict[str, list[str]]:
@@ -207,6 +233,7 @@ def test_a_restored_exam_is_a_new_exam_holding_everything_the_original_held(full
     assert restored.title == "Year 9 Science (restored)" and restored.owner == teacher
     assert restored.unmapped_users == []
     assert canonical(restored) == original
+    _assert_same_pictures(_pictures(restored), _pictures(full_exam))
     assert canonical(full_exam) == original, "the original is untouched"
     new_names = [value.name for value in _stored_files(restored)]
     assert len(new_names) == 16 and all(name.startswith(f"exams/{restored.pk}/") for name in new_names)
@@ -217,6 +244,7 @@ def test_a_restored_exam_is_a_new_exam_holding_everything_the_original_held(full
 def test_a_backup_restores_on_another_installation_after_the_original_is_gone(full_exam, teacher):
     original = canonical(full_exam, exam_fields_skipped=())
     digests = sorted(_file_digest(value) for value in _stored_files(full_exam))
+    pictures = _pictures(full_exam)
     data = _backup(full_exam)
     shutil.rmtree(Path(settings.MEDIA_ROOT) / "exams" / str(full_exam.pk))
     full_exam.delete()
@@ -227,6 +255,7 @@ def test_a_backup_restores_on_another_installation_after_the_original_is_gone(fu
     assert restored.title == "Year 9 Science"
     assert canonical(restored, exam_fields_skipped=()) == original
     assert sorted(_file_digest(value) for value in _stored_files(restored)) == digests
+    _assert_same_pictures(_pictures(restored), pictures)
     identity = ScriptIdentity.objects.get(script__exam=restored)
     assert [c["student"] for c in identity.candidates] == ["S1", "S2"]
     assert {d.student.student_id: d.status for d in restored.email_deliveries.all()} == {"S1": "sent", "S2": "failed"}
@@ -286,6 +315,46 @@ def _without_a_scan_page(data: bytes) -> bytes:
     return _rewritten(data, drop=(page,))
 
 
+def _with_a_file_replaced(folder: str, content: Callable[[], bytes]) -> Callable[[bytes], bytes]:
+    """A spoiler of backups: the first file under ``folder`` (e.g. ``/pages/``) gets ``content()``."""
+    def spoil(data: bytes) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            name = next(name for name in archive.namelist() if folder in name)
+        return _rewritten(data, put={name: content()})
+    return spoil
+
+
+def _records_with_a_field(value) -> Callable[[bytes], bytes]:
+    """A spoiler of backups: one answer's ``readings`` become ``value``."""
+    def spoil(data: bytes) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            document = json.loads(archive.read("records.json"))
+        section = next(section for section in document["models"] if section["model"] == "reading.answer")
+        section["records"][0]["fields"]["readings"] = value
+        return _rewritten(data, put={"records.json": json.dumps(document)})
+    return spoil
+
+
+def _gif() -> bytes:
+    buffer = io.BytesIO()
+    layout_page(1).convert("P").save(buffer, format="GIF")
+    return buffer.getvalue()
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"deeper": value}
+    return value
+
+
+# A page "JPEG" that is an SVG: WeasyPrint would render it and follow its links into another exam's
+# pages and to the network, if a restore stored it.
+SVG_PAGE = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="1240" height="1754">'
+    b'<image href="file:///srv/markdesk/media/exams/1/pages/u1-p1.jpg" width="1240" height="1754"/>'
+    b'<image href="http://127.0.0.1:6379/" width="1" height="1"/></svg>'
+)
 NEWER_MANIFEST = {"format": "markdesk-exam-backup", "format_version": 2}
 BAD_ARCHIVES = {
     "not a zip": (lambda data: b"%PDF-1.4 not a zip at all", "not a zip archive"),
@@ -303,6 +372,24 @@ BAD_ARCHIVES = {
         lambda data: _rewritten(data, put={"../../etc/cron.d/evil": "x"}), "unsafe file name"
     ),
     "a dangling link": (_records_with_a_dangling_link, "links to grader.question 999999, which it does not hold"),
+    "a page image that is an SVG": (
+        _with_a_file_replaced("/pages/", lambda: SVG_PAGE), r"cannot use: files/exams/\d+/pages/s1p0.jpg is not a PDF or an image"
+    ),
+    "a page image that is a PDF": (
+        _with_a_file_replaced("/template/", lambda: pdf_bytes([layout_page(1)])),
+        "should be a page image (one JPEG or PNG picture), not a PDF",
+    ),
+    "a page image in another format": (_with_a_file_replaced("/pages/", _gif), "not a GIF picture"),
+    "scans that are not a PDF": (_with_a_file_replaced("/uploads/", lambda: b"hello"), "scans.pdf is not a PDF: it looks like a text"),
+    "records nested beyond the stack": (
+        lambda data: _rewritten(data, put={"records.json": '{"models": ' + "[" * 100_000 + "]" * 100_000 + "}"}),
+        "records.json in the backup nests deeper than the 32 levels markdesk reads",
+    ),
+    "a record nested too deep": (_records_with_a_field(_nested(40)), "nests deeper than the 32 levels"),
+    "records of a million empty objects": (
+        lambda data: _rewritten(data, put={"records.json": "[" + "{}," * 1_000_000 + "{}]"}),
+        r"records.json in the backup is too large for a backup of .*: reading it would take more than the 64.0\sMB",
+    ),
 }
 
 
@@ -312,11 +399,49 @@ def test_a_bad_archive_is_refused_with_a_clear_message_and_leaves_nothing_behind
     bad = spoil(_backup(full_exam))
     exams, files = Exam.objects.count(), _media_files()
 
-    with pytest.raises(BackupRejected, match=message.replace("(", r"\(")):
+    with pytest.raises(BackupRejected, match=message.replace("(", r"\(").replace(")", r"\)")):
         exam_restore(archive=io.BytesIO(bad), owner=teacher)
 
     assert Exam.objects.count() == exams and Answer.objects.count() == 18
     assert _media_files() == files
+
+
+def test_a_page_image_is_stored_encoded_again_without_what_else_its_file_carried(full_exam, teacher):
+    with zipfile.ZipFile(io.BytesIO(_backup(full_exam))) as archive:
+        name = next(name for name in archive.namelist() if name.endswith("/pages/s1p0.jpg"))
+        original = archive.read(name)
+    data = _with_a_file_replaced("/pages/s1p0.jpg", lambda: original + SVG_PAGE)(_backup(full_exam))
+
+    restored = exam_restore(archive=io.BytesIO(data), owner=teacher)
+
+    page = ScanPage.objects.get(exam=restored, source_index=0)
+    stored = page.image.read()
+    assert stored.startswith(b"\xff\xd8") and b"<svg" not in stored and page.image.name.endswith(".jpg")
+    _assert_same_pictures({"page": _pixels(stored)}, {"page": _pixels(original)})
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as picture:
+        return np.asarray(picture, dtype=np.int16)
+
+
+def test_a_small_zip_of_huge_records_is_refused_before_they_are_read(full_exam, teacher):
+    with zipfile.ZipFile(io.BytesIO(_backup(full_exam))) as archive:
+        manifest = archive.read("manifest.json")
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("manifest.json", manifest)
+        archive.writestr("records.json", b'{"models": [' + b"{}," * 26_000_000 + b"{}]}")  # 78 MB
+    assert len(bomb.getvalue()) < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(BackupRejected, match=r"records.json in the backup is too large for a backup of \d+\.\d\sKB"):
+            exam_restore(archive=bomb, owner=teacher)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, f"refusing it took {peak} bytes"
+    assert Exam.objects.count() == 1
 
 
 def test_an_archive_that_would_unpack_beyond_the_limit_is_refused(full_exam, teacher, settings):
@@ -377,9 +502,21 @@ def test_a_department_head_cannot_restore(head, client_for, full_exam):
 def test_a_bad_upload_shows_why_it_was_not_restored(teacher, client_for, settings):
     client = client_for(teacher)
     response = client.post(reverse("exam_restore"), {"file": SimpleUploadedFile("scores.zip", b"not a zip")})
+    assert response.status_code == 400
     assert "scores.zip was not restored: The file is not a zip archive" in response.content.decode()
 
     settings.MAX_UPLOAD_MB = 0
     response = client.post(reverse("exam_restore"), {"file": SimpleUploadedFile("big.zip", b"PK...")})
     assert "over the 0 MB upload limit" in response.content.decode()
     assert not Exam.objects.exists()
+
+
+def test_an_uploaded_backup_nested_too_deep_is_refused_with_a_400_not_a_server_error(full_exam, other_teacher, client_for):
+    spoil, _ = BAD_ARCHIVES["records nested beyond the stack"]
+    upload = SimpleUploadedFile("deep.zip", spoil(_backup(full_exam)), content_type="application/zip")
+
+    response = client_for(other_teacher).post(reverse("exam_restore"), {"file": upload})
+
+    assert response.status_code == 400
+    assert "deep.zip was not restored: records.json in the backup nests deeper" in response.content.decode()
+    assert Exam.objects.count() == 1
