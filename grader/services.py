@@ -125,7 +125,8 @@ def _file_size_check(*, file: UploadedFile) -> None:
 def _sheet_rows_or_problems(*, file: UploadedFile, required: Sequence[str], optional: Sequence[str] = ()):
     try:
         _file_size_check(file=file)
-        return sheet_rows(file=file, required=required, optional=optional)
+        return sheet_rows(file=file, required=required, optional=optional,
+                          max_rows=settings.IMPORT_MAX_ROWS, max_columns=settings.IMPORT_MAX_COLUMNS)
     except SpreadsheetError as error:
         raise ImportProblems(error.problems) from error
     except UploadRejected as error:

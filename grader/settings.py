@@ -128,6 +128,9 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=200)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 50
+# Roster and answer-key imports: a file with data beyond these is refused whole (nothing imported).
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=10_000)
+IMPORT_MAX_COLUMNS = env.int("IMPORT_MAX_COLUMNS", default=100)
 # Pillow refuses images above this many pixels (decompression bombs); a 600 dpi A3 scan is ~70 MP.
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=90_000_000)
 # The canonical raster of every page in the app; boxes are stored in pixels at this resolution.

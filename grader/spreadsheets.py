@@ -10,13 +10,14 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 
 # How many leading rows may be titles or blank before the header row.
@@ -54,11 +55,29 @@ def cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def sheet_rows(*, file: IO[bytes], required: Sequence[str], optional: Sequence[str] = ()) -> list[SheetRow]:
+def _has_value(values: Sequence[Any]) -> bool:
+    return any(value is not None and value != "" for value in values)
+
+
+def _rows_within(rows: Iterator[tuple], *, max_columns: int) -> Iterator[tuple]:
+    """``rows`` cut to ``max_columns`` columns, refusing a row with data beyond them."""
+    for number, row in enumerate(rows, start=1):
+        if len(row) > max_columns and _has_value(row[max_columns:]):
+            raise SpreadsheetError([
+                f"Row {number} has data beyond column {get_column_letter(max_columns)}: markdesk reads at most "
+                f"{max_columns} columns. Delete the columns it does not need and import again."
+            ])
+        yield row[:max_columns]
+
+
+def sheet_rows(
+    *, file: IO[bytes], required: Sequence[str], optional: Sequence[str] = (), max_rows: int, max_columns: int
+) -> list[SheetRow]:
     """Read the first worksheet of an .xlsx file into rows keyed by the ``required`` and ``optional`` headers.
 
-    Raises ``SpreadsheetError`` when the file is not an .xlsx workbook or a required column is missing.
-    Completely empty rows are skipped.
+    Raises ``SpreadsheetError`` when the file is not an .xlsx workbook, a required column is missing, or
+    the sheet has data beyond ``max_rows`` rows below its header or ``max_columns`` columns: a file is
+    read whole or refused, never in part. Completely empty rows are skipped.
     """
     try:
         workbook = load_workbook(file, read_only=True, data_only=True)
@@ -66,7 +85,10 @@ def sheet_rows(*, file: IO[bytes], required: Sequence[str], optional: Sequence[s
         raise SpreadsheetError(["The file is not an Excel .xlsx workbook (save it as .xlsx and try again)."]) from error
     try:
         sheet = workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
+        # Read-only mode stops at the size the sheet declares (its <dimension> tag), which a file may get
+        # wrong: forgetting it reads every row the sheet really holds.
+        sheet.reset_dimensions()
+        rows = _rows_within(sheet.iter_rows(values_only=True), max_columns=max_columns)
         wanted = [*required, *optional]
         header_index: dict[str, int] | None = None
         header_row = 0
@@ -85,6 +107,13 @@ def sheet_rows(*, file: IO[bytes], required: Sequence[str], optional: Sequence[s
             raise SpreadsheetError([f"Missing column{plural} {', '.join(missing)} in the header row (row {header_row})."])
         result = []
         for number, row in enumerate(rows, start=header_row + 1):
+            if not _has_value(row):
+                continue
+            if number > header_row + max_rows:
+                raise SpreadsheetError([
+                    f"The sheet has data in row {number}: markdesk imports at most {max_rows} rows below the "
+                    "header from one file."
+                ])
             values = {name: (row[index] if index < len(row) else None) for name, index in header_index.items()}
             if all(cell_text(value) == "" for value in values.values()):
                 continue

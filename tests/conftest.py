@@ -6,7 +6,9 @@ import email
 import email.policy
 import hashlib
 import io
+import re
 import socket
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,21 @@ def xlsx_upload(rows: Sequence[Sequence[object]], *, name: str = "sheet.xlsx") -
         workbook.active.append(list(row))
     buffer = io.BytesIO()
     workbook.save(buffer)
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="application/vnd.ms-excel")
+
+
+def xlsx_declaring(rows: Sequence[Sequence[object]], *, dimension: str, name: str = "sheet.xlsx") -> SimpleUploadedFile:
+    """``xlsx_upload(rows)`` whose sheet declares it spans only ``dimension`` (e.g. ``A1:D3``), as a file
+    whose ``<dimension>`` tag is wrong or crafted does."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx_upload(rows).read()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data, count = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
+                assert count == 1
+            target.writestr(item, data)
     return SimpleUploadedFile(name, buffer.getvalue(), content_type="application/vnd.ms-excel")
 
 

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 
 from grader import services
 from grader.models import Exam, Question
-from tests.conftest import xlsx_upload
+from tests.conftest import xlsx_declaring, xlsx_upload
 
 HEADER = ["QUESTION", "ANSWER", "MAX_SCORE", "ACCEPT"]
 
@@ -264,6 +264,47 @@ def test_every_problem_in_a_key_is_listed_with_its_row(exam):
 
 
 # ---------------------------------------------------------------- the page
+
+
+KEY = [["Q1", "Paris", 1, None], ["Q2", "42", 2, None], ["Q3", "H2O", 1, "water"], ["Q4", "7", 1, None]]
+
+
+def test_every_question_is_imported_even_when_the_sheet_declares_fewer_rows(exam):
+    summary = services.answer_key_import(exam=exam, file=xlsx_declaring([HEADER, *KEY], dimension="A1:D2"))
+
+    assert summary.created == 4 and [label for label, *_ in key_of(exam)] == ["Q1", "Q2", "Q3", "Q4"]
+
+
+def test_a_question_listed_twice_past_the_declared_rows_refuses_the_whole_key(exam):
+    rows = [HEADER, *KEY, ["Q2", "43", 2, None]]
+
+    problems = problems_of(lambda: services.answer_key_import(exam=exam, file=xlsx_declaring(rows, dimension="A1:D2")))
+
+    assert problems == ["Row 6: question Q2 is also listed in row 3."]
+    assert not Question.objects.filter(exam=exam).exists()
+
+
+def test_a_key_with_more_rows_than_markdesk_imports_is_refused_whole(exam, settings):
+    settings.IMPORT_MAX_ROWS = 3
+
+    problems = problems_of(lambda: services.answer_key_import(exam=exam, file=xlsx_upload([HEADER, *KEY])))
+
+    assert problems == ["The sheet has data in row 5: markdesk imports at most 3 rows below the header from one file."]
+    assert not Question.objects.filter(exam=exam).exists()
+
+
+def test_a_key_with_data_beyond_the_column_limit_is_refused(exam, settings):
+    settings.IMPORT_MAX_COLUMNS = 4
+
+    problems = problems_of(
+        lambda: services.answer_key_import(exam=exam, file=xlsx_upload([HEADER, *KEY, [None, None, None, None, "x"]]))
+    )
+
+    assert problems == [
+        "Row 6 has data beyond column D: markdesk reads at most 4 columns. Delete the columns it does not need and "
+        "import again."
+    ]
+    assert not Question.objects.filter(exam=exam).exists()
 
 
 def test_a_successful_import_through_the_page_shows_the_key_and_a_summary(exam, teacher, client_for):

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 
 from grader import services
 from grader.models import Exam, Student
-from tests.conftest import layout_page, pdf_bytes, xlsx_upload
+from tests.conftest import layout_page, pdf_bytes, xlsx_declaring, xlsx_upload
 
 HEADER = ["ID", "NAME", "CLASS", "EMAIL"]
 
@@ -275,6 +275,58 @@ def test_a_file_over_the_upload_limit_is_refused_before_it_is_read(exam, setting
     assert len(problems) == 1
     assert problems[0].startswith("roster.xlsx is ")
     assert problems[0].endswith("over the 0 MB limit for one file.")
+    assert not Student.objects.filter(exam=exam).exists()
+
+
+STUDENTS = [["S1", "Amira Haddad", "9A", ""], ["S2", "Ben Okafor", "9B", ""], ["S3", "Chloe Martin", "9A", ""],
+            ["S4", "Dev Patel", "9B", ""], ["S5", "Eva Rossi", "9A", ""]]
+
+
+def test_every_row_is_imported_even_when_the_sheet_declares_fewer(exam):
+    summary = services.roster_import(exam=exam, file=xlsx_declaring([HEADER, *STUDENTS], dimension="A1:D3"))
+
+    assert summary.created == 5 and sorted(students_of(exam)) == ["S1", "S2", "S3", "S4", "S5"]
+
+
+def test_a_duplicate_id_past_the_declared_rows_refuses_the_whole_file(exam):
+    rows = [HEADER, *STUDENTS, ["S1", "Femi Adeyemi", "9B", ""]]
+
+    problems = problems_of(lambda: services.roster_import(exam=exam, file=xlsx_declaring(rows, dimension="A1:D3")))
+
+    assert problems == ["Row 7: the ID S1 is also used in row 2."]
+    assert not Student.objects.filter(exam=exam).exists()
+
+
+def test_a_file_with_more_rows_than_markdesk_imports_is_refused_whole(exam, settings):
+    settings.IMPORT_MAX_ROWS = 4
+    baker.make(Student, exam=exam, student_id="S1", name="Amira Haddad", class_name="9B")
+
+    problems = problems_of(
+        lambda: services.roster_import(exam=exam, file=xlsx_declaring([HEADER, *STUDENTS], dimension="A1:D2"))
+    )
+
+    assert problems == ["The sheet has data in row 6: markdesk imports at most 4 rows below the header from one file."]
+    assert students_of(exam) == {"S1": ("Amira Haddad", "9B", "")}
+
+
+def test_blank_rows_below_the_last_student_do_not_count_against_the_row_limit(exam, settings):
+    settings.IMPORT_MAX_ROWS = 5
+
+    summary = services.roster_import(exam=exam, file=xlsx_upload([HEADER, *STUDENTS, [None, None, None, None], [""]]))
+
+    assert summary.created == 5
+
+
+def test_a_file_with_data_beyond_the_column_limit_is_refused(exam, settings):
+    settings.IMPORT_MAX_COLUMNS = 5
+    rows = [[*HEADER, "NOTES"], ["S1", "Amira Haddad", "9A", "", "fine"], ["S2", "Ben Okafor", "9B", "", None, "x"]]
+
+    problems = problems_of(lambda: services.roster_import(exam=exam, file=xlsx_upload(rows)))
+
+    assert problems == [
+        "Row 3 has data beyond column E: markdesk reads at most 5 columns. Delete the columns it does not need and "
+        "import again."
+    ]
     assert not Student.objects.filter(exam=exam).exists()
 
 
