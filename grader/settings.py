@@ -5,6 +5,7 @@ on the local filesystem and task results in the database, all under ``MARKDESK_V
 sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` (Redis), ``SECRET_KEY`` and ``DEBUG=off``.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "grader.outputs",
     "grader.api",
     "annotations",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -58,6 +60,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "grader.urls"
@@ -99,7 +102,27 @@ LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes, failed attempts kept in the database so every process shares them):
+# after AXES_FAILURE_LIMIT failed logins for one username, or from one address, logins for that
+# username, or from that address, are refused for AXES_COOLOFF_MINUTES after the last failure (status
+# 429). A success does not clear the count: with one account of their own, an attacker could otherwise
+# clear it between guesses. Administrators unlock early in /admin/ or with manage.py axes_reset_username.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# A school whose teachers all reach markdesk from one public address may keep only "username".
+AXES_LOCKOUT_PARAMETERS = env.list("AXES_LOCKOUT_PARAMETERS", default=["username", "ip_address"])
+AXES_LOCKOUT_CALLABLE = "grader.logins.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "grader.logins.client_address"
+# Reverse proxies in front of markdesk that append the client's address to X-Forwarded-For (0: none;
+# the address is then REMOTE_ADDR). Only these rightmost entries are trusted: a client can forge the rest.
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

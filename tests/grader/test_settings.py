@@ -13,7 +13,9 @@ _PRINT_SETTINGS = (
     "import json, grader.settings as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': s.DATABASES['default']['NAME'], "
     "'broker': s.CELERY_BROKER_URL, 'debug': s.DEBUG, 'media': str(s.MEDIA_ROOT), 'max_mb': s.MAX_UPLOAD_MB, "
-    "'email': [s.EMAIL_BACKEND.rsplit('.', 2)[-2], getattr(s, 'EMAIL_FILE_PATH', None) or s.EMAIL_HOST]}))"
+    "'email': [s.EMAIL_BACKEND.rsplit('.', 2)[-2], getattr(s, 'EMAIL_FILE_PATH', None) or s.EMAIL_HOST], "
+    "'logins': [s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.AXES_LOCKOUT_PARAMETERS, s.TRUSTED_PROXIES], "
+    "'imports': [s.IMPORT_MAX_ROWS, s.IMPORT_MAX_COLUMNS]}))"
 )
 
 
@@ -46,6 +48,12 @@ def test_production_settings_take_the_database_broker_and_limits_from_the_enviro
         MAX_UPLOAD_MB="50",
         STATIC_ROOT=str(tmp_path / "static"),
         EMAIL_URL="smtp+tls://markdesk:pw@mail.example.org:587",
+        AXES_FAILURE_LIMIT="5",
+        AXES_COOLOFF_MINUTES="30",
+        AXES_LOCKOUT_PARAMETERS="username",
+        TRUSTED_PROXIES="1",
+        IMPORT_MAX_ROWS="2000",
+        IMPORT_MAX_COLUMNS="40",
     )
 
     assert result.returncode == 0, result.stderr
@@ -58,6 +66,8 @@ def test_production_settings_take_the_database_broker_and_limits_from_the_enviro
         "media": str(tmp_path / "media"),
         "max_mb": 50,
         "email": ["smtp", "mail.example.org"],
+        "logins": [5, 1800.0, ["username"], 1],
+        "imports": [2000, 40],
     }
 
 
@@ -70,3 +80,5 @@ def test_the_embedded_default_needs_no_server(tmp_path):
     assert loaded["broker"] == "filesystem://"
     assert (tmp_path / "broker" / "queue").is_dir()
     assert loaded["email"] == ["filebased", str(tmp_path / "mail")]  # emails become .eml files, no SMTP server
+    assert loaded["logins"] == [10, 900.0, ["username", "ip_address"], 0]
+    assert loaded["imports"] == [10_000, 100]
