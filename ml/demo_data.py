@@ -743,6 +743,23 @@ def _identity_mistakes(count: int, *, rng: random.Random) -> tuple[list[str], se
     return variants, set(rng.sample(range(count), min(2, count // 3)))
 
 
+# Answer kinds a teacher gives full marks (a misspelt answer is a right one with a slip); others score 0.
+FULL_MARK_KINDS = frozenset({"correct", "misspelt"})
+
+
+def teacher_file(*, truth: dict) -> dict:
+    """What the teacher of a demo build would score and confirm, in ``grade_folder --replay``'s
+    ``TEACHER.json`` form: full marks for correct and misspelt answers, 0 otherwise, and the text
+    exactly as written ("" for a blank box)."""
+    maxima = {question.label: question.max_score for question in QUESTIONS}
+    return {"scripts": [
+        {"pages": script["scan_pages"], "student_id": script["student_id"],
+         "answers": {answer["label"]: {"score": maxima[answer["label"]] if answer["kind"] in FULL_MARK_KINDS else 0,
+                                       "text": answer["text"]}
+                     for answer in script["answers"]}}
+        for script in truth["scripts"]]}
+
+
 def demo_build(*, out_dir: Path, config: DemoConfig = DemoConfig()) -> dict:
     """Write the demo exam folder into ``out_dir`` and return the truth dict.
 

@@ -26,10 +26,11 @@ Scores are ``Decimal`` marks. Nothing here imports Django.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
@@ -110,13 +111,15 @@ def answer_kind(*, answers: Sequence[str]) -> AnswerKind:
 
 
 def number_forms(text: str) -> list[str]:
-    """Other ways a student writes the number ``text``: "0.75" as ".75", "4" as "4.0", "x = 4" as
-    "4"; ``[]`` for a text that is not a number."""
+    """Other ways a student writes the number ``text``: "0.75" as ".75", "x = 4" as "4", "100C" as
+    "100" (number boxes are read as digits, so a unit is judged by the number alone); ``[]`` for a
+    text that is not a number."""
     if number_parse(text) is None:
         return []
     forms = []
     bare = re.sub(r"^\s*[a-z]\s*=\s*", "", text.strip(), flags=re.IGNORECASE)
-    for form in (bare, re.sub(r"^(-?)0([.,]\d)", r"\1\2", bare)):
+    unitless = re.sub(r"[^\d.,/\s-]+.*$", "", bare).strip()
+    for form in (bare, unitless, re.sub(r"^(-?)0([.,]\d)", r"\1\2", unitless or bare)):
         if form and form != text and form not in forms:
             forms.append(form)
     return forms
@@ -124,22 +127,28 @@ def number_forms(text: str) -> list[str]:
 
 def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: Sequence[Marked],
                      rule: ScoreRule | None, strategy: Strategy = "auto",
-                     tolerance: NumericTolerance = NumericTolerance()) -> list[Suggestion]:
+                     tolerance: NumericTolerance = NumericTolerance(), lexicon: Sequence[str] = ()) -> list[Suggestion]:
     """A :class:`Suggestion` for every answer of one question, in order; see the module docstring.
 
     ``key`` holds the accepted answers (empty: no key), ``marked`` the teacher-scored answers of the
     question, ``rule`` the question's scoring rule (``None``: settings unusable, no suggestion).
+    ``lexicon`` holds what the class wrote (the question's other readings): with the known answers,
+    these are the transcriptions tried against each answer's ink, and the likeliest replaces the
+    free reading when it explains the ink better (a class writes few distinct answers, and the
+    recogniser often reads a word better on one script than on another).
     """
     key = [text.strip() for text in key if text and text.strip()]
     if rule is None or (not key and not marked):
-        return [Suggestion(None, None, "", "") for _ in answers]
+        return [Suggestion(None, None, "", "", "", None if a.blank else a.text) for a in answers]
     kind = answer_kind(answers=key or [m.text for m in marked])
     method = strategy_choose(answers=key) if key and strategy == "auto" else strategy
     known = [Marked(text, rule.max_score, "key") for text in key]
     known += [Marked(form, rule.max_score, "key") for text in key for form in number_forms(text)]
     known += list(marked)
-    fitted = _fits(answers=answers, known=known, limit=FIT_MAX_GAP[kind])
-    texts = [None if a.blank else (fit.text if fit else a.text) for a, fit in zip(answers, fitted, strict=True)]
+    answers = _as_kind(answers, kind)
+    fitted, transcribed = _fits(answers=answers, known=known, lexicon=lexicon, limit=FIT_MAX_GAP[kind])
+    texts = [None if a.blank else (fit.text if fit else better or a.text)
+             for a, fit, better in zip(answers, fitted, transcribed, strict=True)]
     similarities = (answers_similarity(texts=texts, answers=key, strategy=strategy, tolerance=tolerance)
                     if key else [None] * len(answers))
     results = []
@@ -191,23 +200,32 @@ class _Fit:
     source: str
 
 
-def _fits(*, answers: Sequence[Written], known: Sequence[Marked], limit: float) -> list[_Fit | None]:
-    """For each answer, the known answer its ink fits best within ``limit``, if any."""
-    texts = list(dict.fromkeys(m.text for m in known if m.text.strip()))
+def _fits(*, answers: Sequence[Written], known: Sequence[Marked], lexicon: Sequence[str],
+          limit: float) -> tuple[list[_Fit | None], list[str | None]]:
+    """For each answer: the known answer its ink fits best within ``limit``, if any; and the most
+    likely transcription among its own reading, the known answers and ``lexicon``, when one of them
+    explains the ink better than the reading does (``None`` otherwise)."""
+    texts = list(dict.fromkeys(t for t in [*(m.text for m in known), *lexicon] if t.strip()))
     asked = [n for n, a in enumerate(answers) if a.frames is not None and not a.blank and not a.confirmed]
-    results: list[_Fit | None] = [None] * len(answers)
+    fitted: list[_Fit | None] = [None] * len(answers)
+    transcribed: list[str | None] = [None] * len(answers)
     if not texts or not asked:
-        return results
-    fits = frames_fit(frames=[answers[n].frames for n in asked], candidates=[texts] * len(asked))
+        return fitted, transcribed
+    candidates = [texts + ([answers[n].text] if answers[n].text else []) for n in asked]
+    fits = frames_fit(frames=[answers[n].frames for n in asked], candidates=candidates)
     for n, answer_fits in zip(asked, fits, strict=True):
         # An answer's own teacher score is no evidence about itself.
         by_text = _by_text([m for m in known if m.ref is None or m.ref != answers[n].ref], exact=True)
-        good = [fit for fit in answer_fits if fit.gap <= limit and fit.text in by_text]
+        good = [fit for fit in answer_fits[:len(texts)] if fit.gap <= limit and fit.text in by_text]
         if good:
             best = max(good, key=lambda fit: fit.log_likelihood)
             source = by_text[best.text]
-            results[n] = _Fit(best.text, source.score, source.source)
-    return results
+            fitted[n] = _Fit(best.text, source.score, source.source)
+        own = answer_fits[len(texts)].log_likelihood if answers[n].text else -math.inf
+        likeliest = max(answer_fits[:len(texts)], key=lambda fit: fit.log_likelihood)
+        if likeliest.log_likelihood > own:
+            transcribed[n] = likeliest.text
+    return fitted, transcribed
 
 
 def _by_text(marked: Sequence[Marked], *, exact: bool = False) -> dict[str, Marked]:
@@ -240,6 +258,35 @@ def _neighbour(*, text: str | None, marked: Sequence[Marked], method: str) -> Ma
     return best if best_ratio >= NEIGHBOUR_MIN_RATIO else None
 
 
+def _as_kind(answers: Sequence[Written], kind: AnswerKind) -> Sequence[Written]:
+    """Numbers are matched with spaces counted as gaps: "6 0" is a way of writing 60."""
+    if kind != "number":
+        return answers
+    return [replace(a, frames=a.frames.spaces_as_gaps()) if a.frames is not None else a for a in answers]
+
+
 def _compact(text: str) -> str:
     return text_normalise(text).replace(" ", "")
 
+
+
+def answers_touched(*, answers: Sequence[Written], text: str, kind: AnswerKind) -> list[int]:
+    """Positions of the answers whose suggestion a teacher's score for ``text`` can change: the same
+    text, a text alike enough to be its neighbour, or ink that ``text`` fits (see the module
+    docstring). Re-suggesting only these keeps a save cheap on a large class."""
+    compact = _compact(text)
+    if not compact:
+        return []
+    touched = set()
+    for n, answer in enumerate(answers):
+        if answer.blank or not answer.text:
+            continue
+        own = _compact(answer.text)
+        if own == compact or (kind != "number" and fuzz.ratio(own, compact) / 100 >= NEIGHBOUR_MIN_RATIO):
+            touched.add(n)
+    answers = _as_kind(answers, kind)
+    asked = [n for n, a in enumerate(answers) if a.frames is not None and not a.blank and not a.confirmed]
+    if asked:
+        fits = frames_fit(frames=[answers[n].frames for n in asked], candidates=[[text]] * len(asked))
+        touched.update(n for n, (fit,) in zip(asked, fits, strict=True) if fit.gap <= FIT_MAX_GAP[kind])
+    return sorted(touched)

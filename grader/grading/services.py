@@ -24,7 +24,13 @@ from django.utils import timezone
 
 from grader.models import Exam, Question, User
 from grader.reading.models import Answer
-from grader.reading.services import answers_suggest, question_rule, reading_best
+from grader.reading.services import (
+    answer_read_text,
+    answers_suggest,
+    question_resuggest_for_text,
+    question_rule,
+    reading_best,
+)
 from ml.scoring import ScoreRule, marks_text, score_valid
 
 from .models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
@@ -90,7 +96,8 @@ def _current_value(answer: Answer, field_name: str) -> str | None:
     return _score_text(answer.score) if field_name == SCORE else answer.confirmed_text
 
 
-def _score_check(*, question: Question, score: Decimal | None) -> None:
+def score_check(*, question: Question, score: Decimal | None) -> None:
+    """Raise ``ScoreRefused`` saying why, when ``score`` (marks; ``None`` clears) is not allowed for ``question``."""
     if score is None:
         return
     # A question whose maximum is not a multiple of its granularity has no rule; still keep 0..max.
@@ -105,6 +112,7 @@ def _apply(*, answer: Answer, field_name: str, value: str | None, user: User | N
     """Write ``value`` to the locked ``answer``'s field, record the change and bump the version."""
     change = AnswerChange(answer=answer, field=field_name, old_value=_current_value(answer, field_name),
                           new_value=value, by=user, at=now, reverted_change=reverted_change, note=note)
+    seen_text = answer_read_text(answer)
     if field_name == SCORE:
         answer.score = _score_parse(value)
         answer.scored_by, answer.scored_at = (user, now) if value is not None else (None, None)
@@ -116,8 +124,17 @@ def _apply(*, answer: Answer, field_name: str, value: str | None, user: User | N
         answer.version += 1
         answer.save(update_fields=["confirmed_text", "text", "version"])
         answers_suggest(answers=[answer])
-        answer.refresh_from_db(fields=["similarity", "similarity_strategy", "suggested_score"])
+        answer.refresh_from_db(fields=["similarity", "similarity_strategy", "suggested_score", "suggestion_reason",
+                                       "fit_text", "text"])
     change.save()
+    # A teacher's score is evidence for the answers that read or fit the same (ml.marking): those
+    # still unscored are suggested again, under the text the score was given to and the one it had.
+    answer.resuggested = [
+        touched.pk
+        for text in dict.fromkeys(t for t in (seen_text, answer_read_text(answer)) if t)
+        if answer.score is not None or field_name == SCORE
+        for touched in question_resuggest_for_text(question=answer.question, text=text)
+    ]
     return change
 
 
@@ -131,12 +148,14 @@ def score_set(*, answer_id: int, score: Decimal | None, expected_version: int, u
     Raises ``StaleAnswer`` when ``expected_version`` is not the answer's version, ``ScoreRefused``
     when the score is negative, above the maximum or not a multiple of the granularity, and
     ``ExamFinishedRefused`` on a finished exam. Saving the score the answer already has changes
-    nothing (no history row, same version).
+    nothing (no history row, same version). The unscored answers suggested again because of this
+    score are listed (ids) in the returned answer's ``resuggested``.
     """
     answer = _answer_lock(answer_id=answer_id)
     if answer.version != expected_version:
         raise StaleAnswer(current=answer)
-    _score_check(question=answer.question, score=score)
+    score_check(question=answer.question, score=score)
+    answer.resuggested = []
     if _score_text(score) != _score_text(answer.score):
         _apply(answer=answer, field_name=SCORE, value=_score_text(score), user=user, now=timezone.now())
     return answer
@@ -153,6 +172,7 @@ def text_confirm(*, answer_id: int, text: str | None, expected_version: int, use
     if answer.version != expected_version:
         raise StaleAnswer(current=answer)
     value = None if text is None else text.strip()
+    answer.resuggested = []
     if value != answer.confirmed_text:
         _apply(answer=answer, field_name=TEXT, value=value, user=user, now=timezone.now())
     return answer
@@ -227,7 +247,7 @@ def group_score_set(*, question_id: int, group_key: str, score: Decimal | None, 
     """
     question = Question.objects.select_related("exam").get(pk=question_id)
     _exam_lock_open(exam_id=question.exam_id)
-    _score_check(question=question, score=score)
+    score_check(question=question, score=score)
     group = next((g for g in answer_groups_for_question(question_id=question_id) if g.key == group_key), None)
     if group is None:
         raise ScoreRefused("This group no longer exists; its answers were changed or pulled out. Reload the groups.")

@@ -24,6 +24,7 @@ from django_htmx.http import trigger_client_event
 from grader import selectors as grader_selectors
 from grader.reading import selectors as reading_selectors
 from grader.reading.models import Answer
+from grader.reading.services import reading_best
 
 from . import selectors, services
 from .models import AnswerChange
@@ -76,6 +77,8 @@ def _decorate(exam, answers):
         # Every row gets these, so the template never looks up a missing attribute (a slow path in
         # Django's templates: 300 rows pay for it on every page).
         answer.message, answer.state, answer.history = "", "", None
+        # The engine's own reading, shown beside the known answer its ink fits ("read: Nz").
+        answer.read_text = reading_best(answer.readings)[0] if answer.fit_text else ""
     return answers
 
 
@@ -99,14 +102,22 @@ def _base_context(request: HttpRequest, exam) -> dict:
 
 
 def _row_response(request, exam, answer_id: int, *, status: int = 200, message: str = "", state: str = "",
-                  history: bool = False, event: str = "") -> HttpResponse:
+                  history: bool = False, event: str = "", resuggested: list[int] | None = None) -> HttpResponse:
     answer = _answer_get(exam, answer_id)
     answer.message, answer.state = message, state
     answer.history = list(selectors.answer_history(answer_id=answer.pk)) if history else None
     context = {**_base_context(request, exam), "answer": answer, "question": answer.question}
     response = render(request, "grading/question.html#answer-row", context, status=status)
     if event:
-        trigger_client_event(response, event, {"answer": answer.pk, "version": answer.version})
+        # Other rows whose suggestion this save changed are updated in place by grading.js, without
+        # re-rendering them (the teacher may be typing in one).
+        suggestions = {
+            str(pk): {"score": "" if score is None else _fmt(score), "reason": reason}
+            for pk, score, reason in Answer.objects.filter(pk__in=resuggested or [], score__isnull=True)
+            .values_list("pk", "suggested_score", "suggestion_reason")
+        }
+        trigger_client_event(response, event, {"answer": answer.pk, "version": answer.version,
+                                               "suggestions": suggestions})
     return response
 
 
@@ -211,7 +222,7 @@ def grading_score(request: HttpRequest, exam_id: int, answer_id: int) -> HttpRes
     if not request.htmx:
         messages.success(request, f"Script {answer.script.number}: score saved.")
         return _back_to_row(exam, answer.pk, answer.question_id)
-    return _row_response(request, exam, answer.pk, state="saved", event="scoreSaved")
+    return _row_response(request, exam, answer.pk, state="saved", event="scoreSaved", resuggested=answer.resuggested)
 
 
 @login_required
@@ -221,7 +232,8 @@ def grading_text(request: HttpRequest, exam_id: int, answer_id: int) -> HttpResp
     answer = _answer_get(exam, answer_id)
     text = None if "clear" in request.POST else request.POST.get("text", "")
     try:
-        services.text_confirm(answer_id=answer.pk, text=text, expected_version=_version(request), user=request.user)
+        answer = services.text_confirm(answer_id=answer.pk, text=text, expected_version=_version(request),
+                                       user=request.user)
     except services.StaleAnswer:
         message = "Changed by someone else meanwhile; your text was not saved. The current text is shown."
         return _row_response(request, exam, answer.pk, status=409, message=message, state="stale")
@@ -230,7 +242,7 @@ def grading_text(request: HttpRequest, exam_id: int, answer_id: int) -> HttpResp
     if not request.htmx:
         return _back_to_row(exam, answer.pk, answer.question_id)
     return _row_response(request, exam, answer.pk, state="saved", message="Text saved; suggestion updated.",
-                         event="textSaved")
+                         event="textSaved", resuggested=answer.resuggested)
 
 
 @login_required

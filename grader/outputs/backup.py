@@ -61,7 +61,7 @@ from PIL import Image
 from annotations.models import AnswerBox, BoxAdjustment, SuggestedBox
 from grader.grading.models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from grader.models import Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
-from grader.reading.models import Answer, ScriptIdentity
+from grader.reading.models import Answer, BoxFrames, ScriptIdentity
 from ml import pages as page_tools
 
 from .models import EmailDelivery, ExamEmail, ExportJob
@@ -117,8 +117,9 @@ MODELS: tuple[_Kind, ...] = (
     _Kind(ExamEmail, "exam"),
     _Kind(EmailDelivery, "exam"),
 )
-# Generated files: made again from the records whenever a teacher asks.
-LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob,)
+# Generated files, made again from the records whenever a teacher asks, and the reader's ink frames, a
+# cache made again by reading (a restored exam matches on the readings until then).
+LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob, BoxFrames)
 # Records outside the exam, named in the archive by this field and matched by it on restore.
 NATURAL_KEYS: dict[type[models.Model], str] = {User: "username", Department: "name"}
 # What ``CompletenessWaiver.object_id`` points at, by waiver kind.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from ml.identity import IdentityResult, RosterEntry, WrittenIdentity, identity_m
 from ml.recognition.base import Recognizer, Region, RegionKind
 from ml.pages import ink_beyond_print
 from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop
-from ml.marking import Marked, Written, decimal_point_lost, question_suggest
+from ml.marking import Marked, Written, answer_kind, answers_touched, decimal_point_lost, question_suggest
 from ml.recognition.fit import Frames
 from ml.scoring import ScoreRule
 from ml.similarity import NumericTolerance, number_parse, strategy_choose, text_normalise
@@ -323,18 +323,7 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
         readable = [answer for answer in question_answers if answer.read_at and not answer.read_error]
         if not readable:
             continue
-        frames = _answer_frames(question=question, answers=readable)
-        # A teacher who typed a transcription has said the box is not blank, whatever the ink check found.
-        written = [
-            Written(
-                text=_answer_read_text(answer),
-                blank=answer.blank and not (answer.confirmed_text or "").strip(),
-                frames=frames.get(answer.script_id),
-                confirmed=answer.confirmed_text is not None,
-                ref=answer.pk,
-            )
-            for answer in readable
-        ]
+        written = _answers_written(question=question, answers=readable)
         suggestions = question_suggest(
             answers=written,
             key=[text for text in (question.answer, *question.accept) if text.strip()],
@@ -342,25 +331,75 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
             rule=question_rule(question),
             strategy=question.strategy,
             tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
+            lexicon=question_lexicon(question=question),
         )
-        for answer, item, suggestion in zip(readable, written, suggestions, strict=True):
+        for answer, suggestion in zip(readable, suggestions, strict=True):
             answer.similarity = suggestion.similarity
             answer.similarity_strategy = suggestion.strategy
             answer.suggested_score = suggestion.score
             answer.suggestion_reason = suggestion.reason[:200]
             answer.fit_text = suggestion.fit_text
             if answer.confirmed_text is None:
-                answer.text = suggestion.fit_text or item.text or ""
+                answer.text = suggestion.text or ""
         Answer.objects.bulk_update(
             readable, ["similarity", "similarity_strategy", "suggested_score", "suggestion_reason", "fit_text", "text"]
         )
 
 
-def _answer_read_text(answer: Answer) -> str | None:
+def question_resuggest_for_text(*, question: Question, text: str | None) -> list[Answer]:
+    """After a teacher scored, unscored or transcribed an answer reading ``text``: suggest again the
+    question's unscored answers that text bears on (``ml.marking.answers_touched``) and return them."""
+    if not text:
+        return []
+    unscored = list(
+        question.answers.filter(score__isnull=True, read_at__isnull=False, read_error="")
+        .select_related("question", "question__exam", "script")
+    )
+    key = [answer for answer in (question.answer, *question.accept) if answer.strip()]
+    written = _answers_written(question=question, answers=unscored)
+    touched = [unscored[n] for n in answers_touched(answers=written, text=text, kind=answer_kind(answers=key or [text]))]
+    answers_suggest(answers=touched)
+    return touched
+
+
+def _answers_written(*, question: Question, answers: Sequence[Answer]) -> list[Written]:
+    frames = _answer_frames(question=question, answers=answers)
+    # A teacher who typed a transcription has said the box is not blank, whatever the ink check found.
+    return [
+        Written(
+            text=answer_read_text(answer),
+            blank=answer.blank and not (answer.confirmed_text or "").strip(),
+            frames=frames.get(answer.script_id),
+            confirmed=answer.confirmed_text is not None,
+            ref=answer.pk,
+        )
+        for answer in answers
+    ]
+
+
+def answer_read_text(answer: Answer) -> str | None:
     """What the teacher confirmed, else what the preferred engine read (``None`` when unread)."""
     if answer.confirmed_text is not None:
         return answer.confirmed_text
     return reading_best(answer.readings)[0] or None
+
+
+# Transcriptions tried against every answer's ink, besides the key and the teacher's texts: what the
+# class wrote more than once (a single reading is as likely a misreading as an answer), most frequent first.
+LEXICON_SIZE = 48
+
+
+def question_lexicon(*, question: Question) -> list[str]:
+    """The texts read (or confirmed) on two or more scripts for ``question``, most frequent first."""
+    counts: Counter[str] = Counter()
+    spelling: dict[str, str] = {}
+    for readings, confirmed in question.answers.filter(blank=False).values_list("readings", "confirmed_text"):
+        text = confirmed if confirmed is not None else reading_best(readings)[0]
+        key = text_normalise(text or "").replace(" ", "")
+        if key:
+            counts[key] += 1
+            spelling.setdefault(key, text.strip())
+    return [spelling[key] for key, count in counts.most_common(LEXICON_SIZE) if count >= 2]
 
 
 def question_marked(*, question: Question) -> list[Marked]:
@@ -371,7 +410,7 @@ def question_marked(*, question: Question) -> list[Marked]:
         for answer in question.answers.filter(score__isnull=False, blank=False)
         .select_related("script")
         .order_by("scored_at", "pk")
-        if (text := _answer_read_text(answer))
+        if (text := answer_read_text(answer))
     ]
 
 
@@ -404,6 +443,7 @@ def exam_read(*, exam_id: int, engines: Sequence[str] | None = None) -> int:
         script_read(script_id=script_id, engines=engines)
         for script_id in Script.objects.filter(exam_id=exam_id).order_by("number").values_list("pk", flat=True)
     )
+    exam_resuggest(exam_id=exam_id)
     exam_identity_match(exam_id=exam_id)
     return read
 
@@ -502,6 +542,23 @@ def _identity_frames(*, exam: Exam, script_ids: Sequence[int]) -> dict[int, dict
         except ValueError:
             logger.warning("Frames of script %s, box %s are unreadable; ignored", script_id, label)
     return found
+
+
+def exam_resuggest(*, exam_id: int) -> None:
+    """Suggest every question of the exam again, in this process: once all scripts are read, each
+    answer is tried against what the whole class wrote (``question_lexicon``), which the first
+    scripts read could not see."""
+    for question_id in Question.objects.filter(exam_id=exam_id).values_list("pk", flat=True):
+        question_resuggest(question_id=question_id)
+
+
+def exam_resuggest_when_read(*, script_id: int) -> bool:
+    """:func:`exam_resuggest` once every script of the exam has answers read (after the last one)."""
+    exam_id = Script.objects.values_list("exam_id", flat=True).get(pk=script_id)
+    if Script.objects.filter(exam_id=exam_id).exclude(answers__read_at__isnull=False).exists():
+        return False
+    exam_resuggest(exam_id=exam_id)
+    return True
 
 
 def exam_identity_match_when_read(*, script_id: int) -> bool:

@@ -16,6 +16,7 @@ def script_read_task(script_id: int) -> int:
     read = services.script_read(script_id=script_id, engines=[services.OCR])
     if settings.VLM_MODEL_PATH:
         script_read_vlm_task.delay(script_id)
+    services.exam_resuggest_when_read(script_id=script_id)
     services.exam_identity_match_when_read(script_id=script_id)
     return read
 

@@ -80,6 +80,17 @@ class Frames:
         array = np.load(io.BytesIO(raw), allow_pickle=False)
         return cls(array.astype(np.float32), charset)
 
+    def spaces_as_gaps(self) -> Frames:
+        """These frames with a space counted as no character: for numbers and symbols, where a gap
+        the recogniser reads as a space ("6 0") means nothing."""
+        if " " not in self.charset:
+            return self
+        space = self.charset.index(" ") + 1
+        log_probs = self.log_probs.copy()
+        log_probs[:, 0] = np.logaddexp(log_probs[:, 0], log_probs[:, space])
+        log_probs[:, space] = LOG_FLOOR
+        return Frames(log_probs, self.charset)
+
     @classmethod
     def concatenate(cls, parts: Sequence[Frames]) -> Frames:
         """The frames of several lines of one answer, in reading order."""

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from ml.recognition.base import Lang, Reading, Region, RegionKind
-from ml.recognition.fit import Frames
+from ml.recognition.fit import LOG_FLOOR, Frames
 
 # The files the English models need, as named in easyocr.config (CRAFT detector, english_g2 recogniser).
 MODEL_FILES = ("craft_mlt_25k.pth", "english_g2.pth")
@@ -489,7 +489,8 @@ def _predict(reader, images: list[np.ndarray], *, allowlist: str) -> list[tuple[
     each line's frames for :mod:`ml.recognition.fit`.
 
     The text is decoded with characters outside ``allowlist`` removed from every frame's
-    distribution; the frames keep the whole charset, so candidates are judged on what the model saw.
+    distribution, and the frames are that same distribution: a candidate is judged under what the
+    box may hold (a number box reads "loo" as "100" for the same reason).
     """
     first = _predict_pass(reader, images, allowlist=allowlist, contrast=0.0)
     retry = [n for n, (_, confidence, _) in enumerate(first) if confidence < _CONTRAST_RETRY]
@@ -529,7 +530,9 @@ def _predict_pass(reader, images: list[np.ndarray], *, allowlist: str,
         text = "".join(characters[best[keep]])
         emitted = best_prob[best != 0]
         confidence = float(custom_mean(emitted)) if len(emitted) else 0.0
-        results.append((text, confidence, Frames(line.astype(np.float32), charset)))
+        with np.errstate(divide="ignore"):
+            restricted = np.maximum(np.log(probs), LOG_FLOOR).astype(np.float32)
+        results.append((text, confidence, Frames(restricted, charset)))
     return results
 
 

@@ -241,6 +241,29 @@
       else if (fresh) focusBox(fresh.querySelector("input.grading-score"));
     }
   });
+  // A saved score or text is evidence for answers that read or fit the same: the server sends their
+  // new suggestions, written into those rows in place so a box being typed in is never replaced.
+  const suggestionsUpdate = (event) => {
+    const suggestions = (event.detail && event.detail.suggestions) || {};
+    for (const [id, suggestion] of Object.entries(suggestions)) {
+      const row = document.getElementById("answer-" + id);
+      const input = document.getElementById("score-" + id);
+      if (!row || !input) continue;
+      input.placeholder = suggestion.score;
+      const score = row.querySelector(".grading-suggested-score");
+      if (score) score.textContent = suggestion.score || "—";
+      let reason = row.querySelector(".grading-reason");
+      if (!reason && suggestion.reason) {
+        reason = document.createElement("small");
+        reason.className = "grading-reason";
+        reason.title = "Why this suggestion";
+        row.querySelector(".grading-suggested").appendChild(reason);
+      }
+      if (reason) reason.textContent = suggestion.reason;
+    }
+  };
+  document.body.addEventListener("scoreSaved", suggestionsUpdate);
+  document.body.addEventListener("textSaved", suggestionsUpdate);
   document.addEventListener("htmx:beforeRequest", (event) => {
     const row = rowOf(event.detail.elt);
     if (row && row.dataset.focusRevert) { pendingRevertFocus = row.id; delete row.dataset.focusRevert; }

@@ -27,12 +27,11 @@ from grader.grading.selectors import exam_completeness
 from grader.models import Department, Exam, User
 from grader.outputs.backup import exam_backup_write, exam_restore
 from grader.reading import services as reading
-from ml.demo_data import EXAM_DATE, TITLE, DemoConfig, demo_build
+from ml.demo_data import EXAM_DATE, FULL_MARK_KINDS, TITLE, DemoConfig, demo_build
 
 DEMO_PASSWORD = "markdesk"
 GRADED_TITLE = f"{TITLE} (graded)"
 # Truth kinds a teacher gives full marks; "wrong" and "blank" score 0.
-_FULL_MARKS = {"correct", "misspelt"}
 _COMMENTS = {"top": "Excellent work: full and precise answers throughout.",
              "bottom": "Let's go through the answers together in class; revise units 3 and 4."}
 # username, first, last, role
@@ -107,7 +106,7 @@ class Command(BaseCommand):
             kinds = {answer["label"]: answer["kind"] for answer in written["answers"]}
             total = Decimal(0)
             for answer in script.answers.select_related("question"):
-                score = answer.question.max_score if kinds.get(answer.question.label) in _FULL_MARKS else Decimal(0)
+                score = answer.question.max_score if kinds.get(answer.question.label) in FULL_MARK_KINDS else Decimal(0)
                 grading.score_set(answer_id=answer.pk, score=score, expected_version=answer.version, user=teacher)
                 total += score
             totals[script.pk] = total

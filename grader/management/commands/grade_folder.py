@@ -1,4 +1,4 @@
-"""``python manage.py grade_folder DIR --out OUT [--owner USERNAME] [--engine easyocr]``.
+"""``python manage.py grade_folder DIR --out OUT [--owner USERNAME] [--engine easyocr] [--replay TEACHER.json]``.
 
 Grades a folder of exam files in this process (no worker), through the same services as the web app,
 and writes ``OUT/results.json``, ``OUT/scores.xlsx`` (the results spreadsheet, suggested scores as
@@ -37,6 +37,11 @@ stored files are deleted again and the command stops with an error naming the fi
 * ``absent``: roster IDs (roster order) that no script was matched to. A student whose script could
   not be matched confidently is listed here while the script is listed in ``unmatched_scripts``.
 * ``unmatched_scripts``: 0-based indexes into ``scripts`` of the scripts without a ``student_id``.
+
+``--replay TEACHER.json`` then grades the exam as the teacher of that file would, key by key, and writes
+``OUT/replay.json`` (keystrokes per answer, agreement of suggestions with the teacher, CER; see
+``grader.grading.replay``). ``results.json`` keeps the suggestions as they stood before the replay;
+``scores.xlsx`` and the scored scripts carry the teacher's scores.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from django.db.models import Q
 
 from grader import services
 from grader.folders import FOLDER_FILES, FolderRejected, exam_folder_load
+from grader.grading.replay import ReplayRejected, replay_run, teacher_file_parse
 from grader.models import Exam, User
 from grader.outputs.services import scored_script_files
 from grader.outputs.spreadsheet import scores_workbook
@@ -144,8 +150,11 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, required=True, help="Folder to write results.json into.")
         parser.add_argument("--owner", help="Username owning the exam (default: the first superuser or administrator).")
         parser.add_argument("--engine", default=reading.OCR, help="Reading engine: easyocr (default) or vlm if configured.")
+        parser.add_argument("--replay", type=Path, metavar="TEACHER.json",
+                            help="Replay a teacher's scores with the grading form's keys; writes OUT/replay.json.")
 
-    def handle(self, *args, folder: Path, out: Path, owner: str | None, engine: str, **options):
+    def handle(self, *args, folder: Path, out: Path, owner: str | None, engine: str, replay: Path | None = None,
+               **options):
         self.verbosity = options.get("verbosity", 1)
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a folder.")
@@ -161,6 +170,7 @@ class Command(BaseCommand):
         if out.exists() and not out.is_dir():
             raise CommandError(f"{out} exists and is not a folder.")
         user = self._owner(owner)
+        teacher = self._teacher(replay) if replay else None
         pages_per_script = self._template_pages(folder / "template.pdf")
 
         started = time.monotonic()
@@ -180,10 +190,17 @@ class Command(BaseCommand):
                 reading.script_read(script_id=script_id, engines=[engine])
                 if self.verbosity >= 2:
                     self.stdout.write(f"Read script {count}/{len(scripts)}")
+            reading.exam_resuggest(exam_id=exam.pk)
             reading.exam_identity_match(exam_id=exam.pk)
             results = results_build(exam=exam)
             out.mkdir(parents=True, exist_ok=True)
             _write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False).encode())
+            if teacher is not None:
+                try:
+                    replayed = replay_run(exam=exam, scripts=teacher, user=user)
+                except ReplayRejected as error:
+                    raise CommandError(f"{replay.name}: {error}") from error
+                _write(out / "replay.json", json.dumps(replayed, indent=1).encode())
             _write(out / "scores.xlsx", scores_workbook(exam=exam))
             (out / "scripts").mkdir(exist_ok=True)
             for name, data in scored_script_files(exam=exam):
@@ -193,8 +210,24 @@ class Command(BaseCommand):
                 exam_discard(exam=exam)
             raise
         self._summary(exam=exam, results=results, seconds=time.monotonic() - started, out=out)
+        if teacher is not None:
+            self.stdout.write(
+                f"Replay: {replayed['keystrokes']} keystrokes for {replayed['answers']} answers "
+                f"({replayed['keystrokes_per_answer']} per answer); suggestions agreed with the teacher on "
+                f"{replayed['agreement_before_teacher']} before grading; CER {replayed['cer']}. "
+                f"Details in {out / 'replay.json'}."
+            )
 
     # ------------------------------------------------------------ steps
+
+    @staticmethod
+    def _teacher(path: Path) -> list[dict]:
+        try:
+            return teacher_file_parse(data=path.read_bytes())
+        except OSError as error:
+            raise CommandError(f"{path}: {error.strerror or error}") from error
+        except ReplayRejected as error:
+            raise CommandError(f"{path.name}: {error}") from error
 
     def _owner(self, username: str | None) -> User:
         if username:
