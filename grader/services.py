@@ -264,8 +264,11 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
     if problems:
         raise ImportProblems(problems)
 
+    from grader.reading.services import questions_resuggest_enqueue
+
     summary = ImportSummary()
     existing = {question.label: question for question in Question.objects.select_for_update().filter(exam=exam)}
+    changed = []
     for order, entry in enumerate(parsed, start=1):
         values = {**entry, "order": order, "max_score": entry["max_score"].quantize(Decimal("0.01"))}
         question = existing.pop(entry["label"], None)
@@ -277,8 +280,11 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
                 setattr(question, key, value)
             question.save()
             summary.updated += 1
+            changed.append(question.pk)
         else:
             summary.unchanged += 1
+    # A new key answer or maximum changes what is suggested for answers already read.
+    questions_resuggest_enqueue(question_ids=changed)
     summary.kept = sorted(existing)
     logger.info("Exam %s: %s", exam.pk, summary.message("answer key"))
     return summary

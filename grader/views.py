@@ -236,6 +236,8 @@ def question_edit(request: HttpRequest, exam_id: int, question_pk: int) -> HttpR
             return redirect("answer_key", exam_id=exam.pk)
         if form.is_valid():
             form.save()
+            # A changed key answer or maximum changes what is suggested for answers already read.
+            reading_services.questions_resuggest_enqueue(question_ids=[question.pk])
             messages.success(request, f"Saved {question.label}.")
             return redirect("answer_key", exam_id=exam.pk)
     return render(

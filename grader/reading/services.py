@@ -598,9 +598,15 @@ def identity_confirm(*, script: Script, student: Student | None, user: User) -> 
 
 def exam_resuggest_enqueue(*, exam: Exam) -> int:
     """Queue re-suggestion of every question (after the exam's default similarity or granularity changed)."""
+    return questions_resuggest_enqueue(question_ids=list(exam.questions.values_list("pk", flat=True)))
+
+
+def questions_resuggest_enqueue(*, question_ids: Sequence[int]) -> int:
+    """Queue re-suggestion of these questions once the transaction commits (their key or settings
+    changed); returns how many. Teacher scores are never touched."""
     from .tasks import question_resuggest_task
 
-    question_ids = list(exam.questions.values_list("pk", flat=True))
+    question_ids = list(question_ids)
     transaction.on_commit(lambda: [question_resuggest_task.delay(question_id) for question_id in question_ids])
     return len(question_ids)
 

@@ -255,3 +255,51 @@ def test_a_failure_while_reading_deletes_the_exam_it_created(admin, demo_folder,
         call_command("grade_folder", str(demo_folder), "--out", str(tmp_path / "out"))
 
     _no_exam_left(settings)
+
+
+# ---------------------------------------------------------------- --replay
+
+
+def test_a_replayed_teacher_writes_replay_json_and_leaves_the_teachers_scores(admin, demo_folder, truth, tmp_path):
+    from grader.reading.models import Answer
+    from ml.demo_data import teacher_file
+
+    teacher = tmp_path / "teacher.json"
+    teacher.write_text(json.dumps(teacher_file(truth=truth)))
+    out = tmp_path / "out"
+
+    summary, results = _grade(demo_folder, out, "--replay", str(teacher))
+
+    replay = json.loads((out / "replay.json").read_text())
+    answers = sum(len(script["answers"]) for script in truth["scripts"])
+    assert replay["answers"] == answers
+    assert 0 < replay["keystrokes"] <= 2 * answers
+    assert replay["keystrokes_per_answer"] == pytest.approx(replay["keystrokes"] / answers, abs=1e-3)
+    assert 0 <= replay["agreement_before_teacher"] <= 1 and 0 <= replay["cer"] <= 1
+    assert set(replay["per_question"]) == {f"Q{n}" for n in range(1, 13)}
+    assert "Replay:" in summary
+    # Every answer now carries exactly the teacher's score; results.json kept the suggestions before.
+    exam = Exam.objects.get()
+    expected = {(tuple(s["pages"]), label): a["score"]
+                for s in teacher_file(truth=truth)["scripts"] for label, a in s["answers"].items()}
+    for answer in Answer.objects.filter(script__exam=exam).select_related("question", "script"):
+        pages = tuple(answer.script.pages.order_by("position").values_list("source_index", flat=True))
+        assert answer.score == expected[(pages, answer.question.label)]
+    assert all(a["suggested_score"] is not None for s in results["scripts"] for a in s["answers"])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"not json", "not JSON"),
+    (b'{"scripts": [{"pages": [99, 100], "answers": {}}]}', "no script has pages"),
+    (b'{"scripts": [{"pages": [0, 1], "answers": {"Q1": {"score": 7}}}]}', "above the maximum"),
+    (b'{"scripts": "all"}', '{"scripts": [...]}'),
+])
+def test_a_teacher_file_that_does_not_fit_is_refused_and_the_exam_removed(admin, demo_folder, tmp_path, content,
+                                                                         message):
+    teacher = tmp_path / "teacher.json"
+    teacher.write_bytes(content)
+
+    with pytest.raises(CommandError, match=message.replace("[", r"\[").replace("]", r"\]").replace("{", r"\{")):
+        _grade(demo_folder, tmp_path / "out", "--replay", str(teacher))
+
+    assert not Exam.objects.exists()

@@ -271,3 +271,63 @@ def test_a_digits_only_second_reading_of_the_id_rescues_a_garbled_text_reading()
 
     assert not without.confident
     assert rescued.student_id == "S1001" and rescued.confident
+
+
+# --- matching from the ink (EasyOCR's frames) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_ink(demo_folder_for) -> tuple[list[RosterEntry], dict, list[WrittenIdentity]]:
+    """The 12-student demo's identity boxes read by EasyOCR, with frames, as the app reads them."""
+    from ml.pages import document_pages
+    from ml.recognition.base import Region
+    from ml.recognition.ocr import OcrConfig, OcrRecognizer
+
+    folder = demo_folder_for(students=12, absent=2, seed=7)
+    truth = json.loads((folder / "truth.json").read_text())
+    rows = openpyxl.load_workbook(folder / "roster.xlsx").active.iter_rows(min_row=2, values_only=True)
+    roster = [RosterEntry(student_id=row[0], name=row[1], class_name=row[2]) for row in rows]
+    pages = list(document_pages(path=folder / "scans.pdf", kind="pdf", max_pixels=10**9, dpi=150))
+    engine = OcrRecognizer(OcrConfig(threads=1))
+    kinds = {"NAME": ("name", "name"), "ID": ("text", "id"), "CLASS": ("text", "class")}
+    written = []
+    for number, script in enumerate(truth["scripts"]):
+        fields = script["fields"]
+        regions = [Region(index=i, bbox=tuple(f["scan_box"]), kind=kinds[f["label"]][0]) for i, f in enumerate(fields)]
+        readings = engine.read_page(page=pages[script["scan_pages"][0]], regions=regions)
+        texts = {fields[r.index]["label"]: r.text for r in readings}
+        written.append(WrittenIdentity(
+            script=number, name=texts.get("NAME"), student_id=texts.get("ID"), class_name=texts.get("CLASS"),
+            frames={kinds[fields[r.index]["label"]][1]: r.frames for r in readings if r.frames is not None}))
+    return roster, truth, written
+
+
+def test_every_demo_script_is_matched_from_its_ink_confidently_and_never_wrongly(demo_ink):
+    roster, truth, written = demo_ink
+
+    result = identity_match(written=written, roster=roster)
+
+    confident = [m for m in result.matches if m.confident]
+    expected = {number: script["student_id"] for number, script in enumerate(truth["scripts"])}
+    assert all(m.student_id == expected[m.script] for m in confident)
+    assert len(confident) >= 0.9 * len(written)
+    assert all(m.fit is not None and m.fit >= IdentityConfig().fit_margin for m in confident)
+
+
+def test_a_script_whose_student_is_missing_from_the_roster_is_never_matched_confidently(demo_ink):
+    roster, truth, written = demo_ink
+    for number, script in enumerate(truth["scripts"]):
+        without = [entry for entry in roster if entry.student_id != script["student_id"]]
+
+        match = identity_match(written=written, roster=without).matches[number]
+
+        assert not match.confident, f"script {number} went to {match.student_id} instead of nobody"
+
+
+def test_without_frames_the_readings_decide_and_with_them_the_ink(demo_ink):
+    roster, _, written = demo_ink
+    garbled = WrittenIdentity(script=99, name="Zzzz Qqqq", student_id="X0000", frames=written[0].frames)
+
+    match = identity_match(written=[garbled], roster=roster).matches[0]
+
+    assert match.fit is not None
+    assert match.student_id == identity_match(written=[written[0]], roster=roster).matches[0].student_id
