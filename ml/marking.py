@@ -12,13 +12,16 @@ Evidence is weighed in this order, the first that applies deciding:
    answer). Known answers are the key's (full marks) and the texts the teacher has scored (their
    score); the best-fitting one decides ("fits key: Na", "fits script 12: Nz"), and its text is the
    transcription used from then on.
-4. **Like a scored answer**: for word and sentence questions, a teacher-scored text at least
+4. **Rule, passing**: the similarity to the key (``ml.similarity``) reaches the question's minimum:
+   full marks ("rule: similarity 0.92").
+5. **Like a scored answer**: for word and sentence questions, a teacher-scored text at least
    :data:`NEIGHBOUR_MIN_RATIO` alike character by character (rapidfuzz ratio) gives its score
    ("like script 12"). Numbers and symbols are never compared this way: 205 is not nearly 206.
-5. **Rule**: the similarity to the key (``ml.similarity``) reaches the question's minimum: full
-   marks; otherwise 0 ("rule: similarity 0.62"). Part marks come only from the teacher's own
-   scores (2-4), never from a low similarity alone: a similarity of 0.4 says the answer is wrong,
-   not that it is 40 % right.
+6. **Rule, failing**: 0 ("rule: similarity 0.38"). Part marks come only from the teacher's own
+   scores (2, 3, 5), never from a low similarity alone: a similarity of 0.4 says the answer is
+   wrong, not that it is 40 % right.
+
+Characters the recogniser does not know are left out of a candidate when it is fitted.
 
 A question without a key answer and without teacher scores gets no suggestion (``score`` ``None``).
 Scores are ``Decimal`` marks. Nothing here imports Django.
@@ -119,7 +122,10 @@ def number_forms(text: str) -> list[str]:
     forms = []
     bare = re.sub(r"^\s*[a-z]\s*=\s*", "", text.strip(), flags=re.IGNORECASE)
     unitless = re.sub(r"[^\d.,/\s-]+.*$", "", bare).strip()
-    for form in (bare, unitless, re.sub(r"^(-?)0([.,]\d)", r"\1\2", unitless or bare)):
+    # Only a unit may go: "3 x 10^8" cut to "3" would be another number.
+    if not unitless or number_parse(unitless) != number_parse(bare):
+        unitless = bare
+    for form in (bare, unitless, re.sub(r"^(-?)0([.,]\d)", r"\1\2", unitless)):
         if form and form != text and form not in forms:
             forms.append(form)
     return forms
@@ -168,7 +174,7 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
             results.append(Suggestion(fit.score, value, shown, f"fits {where}: {fit.text}", fit_text, text))
         elif key and value is not None and value >= rule.min_similarity:
             results.append(Suggestion(rule.max_score, value, shown, f"rule: similarity {value:.2f}", "", text))
-        elif (neighbour := _neighbour(text=text, marked=others, method=method)) is not None:
+        elif (neighbour := _neighbour(text=text, marked=others, kind=kind, method=method)) is not None:
             results.append(Suggestion(neighbour.score, value, shown, f"like {neighbour.source}", "", text))
         elif key:
             results.append(Suggestion(ZERO, value, shown,
@@ -246,8 +252,8 @@ def _by_text(marked: Sequence[Marked], *, exact: bool = False) -> dict[str, Mark
     return {text: item for text, item in chosen.items() if text}
 
 
-def _neighbour(*, text: str | None, marked: Sequence[Marked], method: str) -> Marked | None:
-    if not text or not marked or method in ("numeric", "exact"):
+def _neighbour(*, text: str | None, marked: Sequence[Marked], kind: AnswerKind, method: str) -> Marked | None:
+    if not text or not marked or kind == "number" or method in ("numeric", "exact"):
         return None
     compact = _compact(text)
     best, best_ratio = None, 0.0

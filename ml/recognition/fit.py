@@ -71,13 +71,16 @@ class Frames:
         if not data or data[:4] != _MAGIC:
             raise ValueError("not a stored frames record")
         size = int.from_bytes(data[4:8], "little")
-        charset = data[8:8 + size].decode()
-        # Bounded: a frame record is tens of kilobytes; refuse anything that inflates absurdly.
-        inflater = zlib.decompressobj()
-        raw = inflater.decompress(data[8 + size:], 64 << 20)
-        if inflater.unconsumed_tail:
-            raise ValueError("frames record too large")
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
+        try:
+            charset = data[8:8 + size].decode()
+            # Bounded: a frame record is tens of kilobytes; refuse anything that inflates absurdly.
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(data[8 + size:], 64 << 20)
+            if inflater.unconsumed_tail:
+                raise ValueError("frames record too large")
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+        except (UnicodeDecodeError, zlib.error, EOFError, OSError) as error:
+            raise ValueError(f"damaged frames record: {error}") from error
         return cls(array.astype(np.float32), charset)
 
     def spaces_as_gaps(self) -> Frames:
