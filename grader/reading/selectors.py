@@ -278,6 +278,7 @@ class Candidate:
     score: float
     student: Student | None
     on_script: int | None = None  # another script this student is assigned to
+    lead: float | None = None  # nats ahead of the runner-up, when matched from the ink
 
 
 @dataclass
@@ -318,7 +319,7 @@ def _row(script: Script, identity: ScriptIdentity | None, students: dict[str, St
         elsewhere = on_script.get(student.pk) if student else None
         candidates.append(
             Candidate(rank=rank, student_id=c["student"], score=c["score"], student=student,
-                      on_script=elsewhere if elsewhere != script.number else None)
+                      on_script=elsewhere if elsewhere != script.number else None, lead=c.get("lead"))
         )
     return IdentityRow(script=script, identity=identity, candidates=candidates, state=_identity_state(script, identity))
 

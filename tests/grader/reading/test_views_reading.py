@@ -529,3 +529,13 @@ def test_a_department_head_reads_but_changes_nothing(read_exam, client_for, head
     ):
         assert client.post(url, {"student": "none", "max_score": "1"}).status_code == 403, url
     assert client.get(reverse("answer_crop", args=[read_exam.pk, Answer.objects.filter(script__exam=read_exam).first().pk])).status_code == 200
+
+
+def test_a_script_matched_from_the_ink_shows_its_lead_over_the_next_student(read_exam, client_for, teacher):
+    last = read_exam.scripts.order_by("number").last()
+    _unmatch(last)
+    lead = ScriptIdentity.objects.get(script=last).candidates[0]["lead"]
+
+    html = client_for(teacher).get(reverse("identity", args=[read_exam.pk])).content.decode()
+
+    assert lead > 0 and f"lead {lead:.0f}" in html
