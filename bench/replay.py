@@ -1,6 +1,6 @@
 """The machine's help on the demo exam, measured the way ``grade_folder --replay`` measures it.
 
-    python bench/replay.py [--demo DIR] [--students 30] [--seed 7] [--keep]
+    python bench/replay.py [--demo DIR] [--students 30] [--seed 7] [--keep] [--learn-after K]
 
 Builds a demo exam (``ml.demo_data``) unless ``--demo`` names a built one (its ``truth.json`` is needed),
 writes the teacher of that build (``ml.demo_data.teacher_file``: full marks for right and misspelt
@@ -12,7 +12,10 @@ a throwaway ``MARKDESK_VAR_DIR`` (SQLite). Prints:
   replayed teacher (suggestions learn from each save);
 * keystrokes per graded answer, groups scored and passed;
 * CER of non-blank answers: the text used (fits included) and the engine's own reading;
-* per question: answers, keystrokes, agreement.
+* per question: answers, keystrokes, agreement;
+* with ``--learn-after K``: the reader fine-tuned on the teacher's corrections of the first K scripts,
+  and CER and agreement on the other scripts before and after (``learning.json``); the figures above
+  are then those of the first K scripts.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--learn-after", type=int, help="learn from the teacher's corrections on the first K scripts")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="markdesk-bench-replay-"))
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         User.objects.create_superuser("bench", password="bench-password-unused")
         out = work / "out"
         started = time.monotonic()
-        call_command("grade_folder", str(folder), out=out, replay=teacher, stdout=io.StringIO())
+        call_command("grade_folder", str(folder), out=out, replay=teacher, learn_after=args.learn_after,
+                     stdout=io.StringIO())
         seconds = time.monotonic() - started
         results = json.loads((out / "results.json").read_text())
         replay = json.loads((out / "replay.json").read_text())
@@ -79,6 +84,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"keystrokes per answer: {replay['keystrokes_per_answer']} "
               f"(groups scored {replay['groups']['scored']}, passed {replay['groups']['passed']})")
         print(f"CER of non-blank answers: {replay['cer']} (the engine's own reading: {replay['cer_read']})")
+        if args.learn_after:
+            learning = json.loads((out / "learning.json").read_text())
+            reader, before, after = learning["reader"], learning["before"], learning["after"]
+            print(f"learning after {args.learn_after} scripts: {reader['train_lines']} lines learned, held-out CER "
+                  f"{reader['cer_before']} -> {reader['cer_after']} ({'kept' if reader['improved'] else 'not kept'}, "
+                  f"{reader['seconds']} s)")
+            print(f"  the other {len(matched) - args.learn_after} scripts: CER {before['cer']} -> {after['cer']} "
+                  f"(engine's own reading {before['cer_read']} -> {after['cer_read']}), agreement "
+                  f"{before['agreement']} -> {after['agreement']}; keystrokes per answer grading them "
+                  f"{learning['replay_after']['keystrokes_per_answer']}")
         for label, figures in replay["per_question"].items():
             print(f"  {label:<4} {figures['answers']:>3} answers  {figures['keystrokes']:>3} keys  "
                   f"agreement {figures['agreement_before_teacher']} -> {figures['agreement_when_reached']}")

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "grader.reading",
     "grader.grading",
     "grader.outputs",
+    "grader.learning",
     "grader.api",
     "annotations",
     "axes",
@@ -192,6 +193,8 @@ CELERY_TASK_ROUTES = {
     "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
     "grader.outputs.tasks.*": {"queue": "default"},
+    # Fine-tuning runs on the CPU workers, beside reading.
+    "grader.learning.tasks.*": {"queue": "ocr"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -209,10 +212,32 @@ READ_LOW_CONFIDENCE = env.float("READ_LOW_CONFIDENCE", default=0.5)
 VLM_MODEL_PATH = env.str("VLM_MODEL_PATH", default="")
 VLM_ADAPTER_PATH = env.str("VLM_ADAPTER_PATH", default="")
 
+# A TLS-terminating proxy in front of markdesk says which scheme the browser used in a header it sets,
+# e.g. SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto,https. The header is trusted only when configured:
+# without a proxy that sets it (overwriting what clients send), anyone could claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER is a header and its value, e.g. X-Forwarded-Proto,https.")
+    _header, _value = (part.strip() for part in _proxy_ssl_header)
+    # Django reads request headers as WSGI names: X-Forwarded-Proto is HTTP_X_FORWARDED_PROTO.
+    _header = _header if _header.startswith("HTTP_") else "HTTP_" + _header.upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (_header, _value)
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers that reached markdesk over HTTPS keep to HTTPS for a year (sent over HTTPS only).
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    # Plain HTTP is sent to HTTPS where markdesk can tell them apart: behind a proxy, only by its header.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=bool(_proxy_ssl_header))
+    # The container's healthcheck asks http://127.0.0.1:8000/healthz directly, past the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Preloading asks browsers to hard-code HTTPS for the whole domain, which is hard to undo: a choice
+    # for the domain's owner (SECURE_HSTS_PRELOAD=1), not a default.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,

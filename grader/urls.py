@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("grader.reading.urls")),
     path("", include("grader.grading.urls")),
     path("", include("grader.outputs.urls")),
+    path("", include("grader.learning.urls")),
 
     path("api/v1/", include("grader.api.urls")),
 ]

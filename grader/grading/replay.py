@@ -22,9 +22,10 @@ after each one exactly as in the app, and the next row sees them.
     {"keystrokes": n, "answers": m, "keystrokes_per_answer": x,
      "agreement_before_teacher": a,     # suggestion == teacher's score, before any save
      "agreement_when_reached": b,       # the same, for the suggestion the teacher met on each box
-     "cer": c, "cer_read": d,           # character error rate of non-blank answers: the text used
-                                        # (fits included), and the engine's own reading
+     "cer": c, "cer_read": d,           # character error rate of non-blank answers before the replay:
+                                        # the text used (fits included), and the engine's own reading
      "groups": {"scored": g, "passed": p},
+     "texts_corrected": t,              # with correct_texts: texts the teacher typed (not in keystrokes)
      "per_question": {"Q1": {"answers": .., "keystrokes": .., "agreement_before_teacher": ..,
                              "agreement_when_reached": ..}}}
 """
@@ -81,26 +82,32 @@ def teacher_file_parse(*, data: bytes) -> list[dict]:
     return scripts
 
 
-def replay_run(*, exam: Exam, scripts: list[dict], user: User) -> dict:
+def replay_run(*, exam: Exam, scripts: list[dict], user: User, correct_texts: bool = False) -> dict:
     """Replay the teacher of ``scripts`` (from :func:`teacher_file_parse`) on ``exam``; returns the
     ``replay.json`` document. Scripts are matched by their pages; ReplayRejected names any that no
-    script of the exam has, and any score the question does not allow."""
+    script of the exam has, and any score the question does not allow. With ``correct_texts`` the
+    teacher also types the right text (``e``) wherever the text shown differs from theirs, before
+    scoring the question (``texts_corrected`` counts them; their keys are not in ``keystrokes``)."""
     teacher = _teacher_answers(exam=exam, scripts=scripts)
     questions = list(exam.questions.order_by("order", "label"))
     answers = {(a.script_id, a.question_id): a for a in Answer.objects.filter(script__exam=exam)}
     by_answer = {answers[key].pk: value for key, value in teacher.items() if key in answers}
     question_of = {answers[key].pk: key[1] for key in teacher if key in answers}
     before = {answers[key].pk: answers[key].suggested_score for key in teacher if key in answers}
+    texts_before = {answers[key].pk: (answers[key].text, reading_best(answers[key].readings)[0])
+                    for key in teacher if key in answers}
 
-    keystrokes, met, groups_scored, groups_passed = 0, {}, 0, 0
+    keystrokes, met, groups_scored, groups_passed, corrected = 0, {}, 0, 0, 0
     per_question = {}
     for question in questions:
         question_keys = 0
+        if correct_texts:
+            corrected += _texts_correct(question=question, teacher=by_answer, user=user)
         passed: set[str] = set()
         # Each save may suggest again and so re-read answers as another text: groups are offered afresh.
         while group := _next_group(question_id=question.pk, teacher=by_answer, passed=passed):
             todo = [m for m in group.members if m.score is None]
-            scores = {by_answer[m.pk].score for m in todo}
+            scores = {by_answer[m.pk].score for m in todo if m.pk in by_answer}
             if len(scores) > 1 or any(m.pk not in by_answer for m in todo):
                 question_keys += 1  # Tab past a group the teacher would split
                 groups_passed += 1
@@ -131,18 +138,44 @@ def replay_run(*, exam: Exam, scripts: list[dict], user: User) -> dict:
         keystrokes += question_keys
 
     graded = list(by_answer)
-    final = {a.pk: a for a in Answer.objects.filter(pk__in=graded)}
     return {
         "keystrokes": keystrokes,
         "answers": len(graded),
         "keystrokes_per_answer": round(keystrokes / len(graded), 4) if graded else None,
         "agreement_before_teacher": _agreement(graded, before, by_answer),
         "agreement_when_reached": _agreement(graded, met, by_answer),
-        "cer": _cer([(final[pk].text, by_answer[pk].text) for pk in graded]),
-        "cer_read": _cer([(reading_best(final[pk].readings)[0], by_answer[pk].text) for pk in graded]),
+        "cer": _cer([(texts_before[pk][0], by_answer[pk].text) for pk in graded]),
+        "cer_read": _cer([(texts_before[pk][1], by_answer[pk].text) for pk in graded]),
         "groups": {"scored": groups_scored, "passed": groups_passed},
+        "texts_corrected": corrected,
         "per_question": per_question,
     }
+
+
+def replay_measure(*, exam: Exam, scripts: list[dict]) -> dict:
+    """How the machine's help stands against the teacher of ``scripts`` now, without grading:
+    ``{"answers", "agreement", "cer", "cer_read"}`` (suggested score equal to the teacher's; CER of
+    the text used and of the engine's own reading, over the answers the teacher says are not blank)."""
+    teacher = _teacher_answers(exam=exam, scripts=scripts)
+    answers = {(a.script_id, a.question_id): a for a in Answer.objects.filter(script__exam=exam)}
+    pairs = [(answers[key], value) for key, value in teacher.items() if key in answers]
+    return {
+        "answers": len(pairs),
+        "agreement": round(sum(a.suggested_score == t.score for a, t in pairs) / len(pairs), 4) if pairs else None,
+        "cer": _cer([(a.text, t.text) for a, t in pairs]),
+        "cer_read": _cer([(reading_best(a.readings)[0], t.text) for a, t in pairs]),
+    }
+
+
+def _texts_correct(*, question, teacher: dict, user: User) -> int:
+    """The teacher types their text where the one shown differs; returns how many were corrected."""
+    corrected = 0
+    for answer in Answer.objects.filter(question=question, pk__in=list(teacher)).order_by("script__number"):
+        wanted = teacher[answer.pk].text
+        if wanted and " ".join(answer.text.split()).casefold() != " ".join(wanted.split()).casefold():
+            services.text_confirm(answer_id=answer.pk, text=wanted, expected_version=answer.version, user=user)
+            corrected += 1
+    return corrected
 
 
 def _teacher_answers(*, exam: Exam, scripts: list[dict]) -> dict[tuple[int, int], TeacherAnswer]:

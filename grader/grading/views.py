@@ -22,12 +22,20 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from grader import selectors as grader_selectors
+from grader.inputs import whole_number_parse
+from grader.learning.selectors import learning_job_latest
 from grader.reading import selectors as reading_selectors
 from grader.reading.models import Answer
 from grader.reading.services import reading_best
 
 from . import selectors, services
 from .models import AnswerChange
+
+# Answer.score holds marks below 10,000 in hundredths.
+SCORE_LIMIT = Decimal(10_000)
+SCORE_PLACES = Decimal("0.01")
+# An answer box holds a few lines of handwriting; far longer text is a paste gone wrong.
+TRANSCRIPTION_MAX_CHARS = 2_000
 
 SORTS = {
     "script": ("script", "Script"),
@@ -40,23 +48,46 @@ SORTS = {
 
 
 def _score_parse(raw: str) -> Decimal | None:
+    """The score typed (marks; None when empty), or ``ScoreRefused`` for what no question could take.
+
+    Scores fit ``Answer.score``: below 10,000 with at most 2 decimal places. Refused here, since
+    formatting a score of 1e999999999 in a message would take gigabytes.
+    """
     raw = (raw or "").strip().replace(",", ".")
     if not raw:
         return None
+    shown = raw if len(raw) <= 20 else f"{raw[:20]}…"
     try:
         value = Decimal(raw)
     except InvalidOperation:
-        raise services.ScoreRefused(f"“{raw}” is not a number of marks.") from None
+        raise services.ScoreRefused(f"“{shown}” is not a number of marks.") from None
     if not value.is_finite():
-        raise services.ScoreRefused(f"“{raw}” is not a number of marks.")
+        raise services.ScoreRefused(f"“{shown}” is not a number of marks.")
+    if value.is_signed():  # "-0" too: a mark is never typed with a minus
+        raise services.ScoreRefused("The score cannot be negative.")
+    if value >= SCORE_LIMIT:
+        raise services.ScoreRefused(f"“{shown}” is more marks than a question can have.")
+    if value != value.quantize(SCORE_PLACES):
+        raise services.ScoreRefused(f"“{shown}” has more than 2 decimal places.")
     return value
 
 
 def _version(request: HttpRequest) -> int:
-    try:
-        return int(request.POST.get("version", ""))
-    except ValueError:
-        return -1
+    version = whole_number_parse(request.POST.get("version", ""))
+    return -1 if version is None else version
+
+
+def _text_parse(request: HttpRequest) -> str | None:
+    """The transcription posted (None: clear it back to the engines'), or ``GradingRefused`` when too long."""
+    if "clear" in request.POST:
+        return None
+    text = request.POST.get("text", "")
+    length = len(text.strip())
+    if length > TRANSCRIPTION_MAX_CHARS:
+        raise services.GradingRefused(
+            f"The text is {length:,} characters long; a transcription is at most {TRANSCRIPTION_MAX_CHARS:,}."
+        )
+    return text
 
 
 def _fmt(score: Decimal | None) -> str:
@@ -162,6 +193,7 @@ def grading_index(request: HttpRequest, exam_id: int) -> HttpResponse:
         **_base_context(request, exam),
         "progress": progress,
         "open_items": len(selectors.exam_completeness(exam_id=exam.pk).open_items),
+        "learning_job": learning_job_latest(exam=exam),
     }
     return render(request, "grading/index.html", context)
 
@@ -230,10 +262,9 @@ def grading_score(request: HttpRequest, exam_id: int, answer_id: int) -> HttpRes
 def grading_text(request: HttpRequest, exam_id: int, answer_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     answer = _answer_get(exam, answer_id)
-    text = None if "clear" in request.POST else request.POST.get("text", "")
     try:
-        answer = services.text_confirm(answer_id=answer.pk, text=text, expected_version=_version(request),
-                                       user=request.user)
+        answer = services.text_confirm(answer_id=answer.pk, text=_text_parse(request),
+                                       expected_version=_version(request), user=request.user)
     except services.StaleAnswer:
         message = "Changed by someone else meanwhile; your text was not saved. The current text is shown."
         return _row_response(request, exam, answer.pk, status=409, message=message, state="stale")
@@ -278,11 +309,15 @@ def _main_response(request, exam, question, *, status=200, message="", event="")
 
 
 def _versions(raw: str) -> dict[int, int]:
+    """The ``answer id:version`` pairs (separated by commas) the page showed, or ``GradingRefused``."""
     versions = {}
-    for part in raw.split(","):
+    for part in filter(None, (part.strip() for part in raw.split(","))):
         answer_id, _, version = part.partition(":")
-        if answer_id.strip().isdigit() and version.strip().isdigit():
-            versions[int(answer_id)] = int(version)
+        answer_id, version = whole_number_parse(answer_id), whole_number_parse(version)
+        if answer_id is None or version is None:
+            shown = part if len(part) <= 20 else f"{part[:20]}…"
+            raise services.GradingRefused(f"The page sent answer versions markdesk cannot read (“{shown}”); reload it.")
+        versions[answer_id] = version
     return versions
 
 
@@ -348,9 +383,14 @@ def _completeness_context(request, exam, *, refused_items=None) -> dict:
 def grading_rollback(request: HttpRequest, exam_id: int) -> HttpResponse:
     """Undo every change made after the time given (``to``, local time of the server)."""
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-    to = parse_datetime(request.POST.get("to", ""))
+    raw = request.POST.get("to", "").strip()
+    try:
+        to = parse_datetime(raw)
+    except ValueError:  # well formed but no such time, e.g. 30 February
+        to = None
     if to is None:
-        messages.error(request, "Give the date and time to roll back to.")
+        shown = f"“{raw[:30]}” is not a date and time. " if raw else ""
+        messages.error(request, f"{shown}Give the date and time to roll back to.")
         return redirect("grading_index", exam_id=exam.pk)
     if timezone.is_naive(to):
         to = timezone.make_aware(to)
@@ -392,12 +432,15 @@ def grading_reopen(request: HttpRequest, exam_id: int) -> HttpResponse:
 @require_POST
 def grading_waive(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    object_id = whole_number_parse(request.POST.get("object_id", ""))
+    if object_id is None:
+        messages.error(request, "No such item.")
+        return redirect("grading_finish", exam_id=exam.pk)
     try:
-        object_id = int(request.POST.get("object_id", ""))
         services.completeness_waive(exam_id=exam.pk, kind=request.POST.get("kind", ""), object_id=object_id,
                                     user=request.user, reason=request.POST.get("reason", ""))
-    except ValueError as refused:  # GradingRefused is a ValueError, as is a malformed id
-        messages.error(request, str(refused) if isinstance(refused, services.GradingRefused) else "No such item.")
+    except services.GradingRefused as refused:
+        messages.error(request, str(refused))
         return redirect("grading_finish", exam_id=exam.pk)
     messages.success(request, "Waived; it no longer stops the exam being finished.")
     return redirect("grading_finish", exam_id=exam.pk)

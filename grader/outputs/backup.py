@@ -21,7 +21,8 @@ A restore trusts nothing in the archive. JSON members may cost at most ``JSON_ME
 backup's size (at least ``JSON_MEMORY_FLOOR_MB``) to read and nest at most ``JSON_MAX_DEPTH`` deep. Every
 stored file passes the checks of an upload (``ml.pages.document_inspect``: a PDF or image within
 ``MAX_UPLOAD_MB`` and ``MAX_IMAGE_PIXELS``); page images (image fields) must be one JPEG or PNG picture
-and are decoded and encoded again, so only pixels are stored, never what else the file carried.
+and are decoded and encoded again, so only pixels are stored, never what else the file carried. Numbers
+must lie within their field's limits (validators and the database column's range).
 
 A restore makes a new exam with new primary keys and every link remapped. Users are matched by
 username on the installation restoring; a name without an account there becomes ``None`` (the
@@ -61,6 +62,7 @@ from PIL import Image
 from annotations.models import AnswerBox, BoxAdjustment, SuggestedBox
 from grader.grading.models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from grader.models import Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
+from grader.learning.models import LearningJob
 from grader.reading.models import Answer, BoxFrames, ScriptIdentity
 from ml import pages as page_tools
 
@@ -86,6 +88,10 @@ JSON_MEMORY_FLOOR_MB = 64
 _JSON_VALUE_BYTES = 100
 # markdesk writes records about 8 levels deep; deeper nesting is refused before it can exhaust the stack.
 JSON_MAX_DEPTH = 32
+# Numbers are checked against their field's limits (a database column's range, a decimal's digits, a
+# model's own bounds) before they are written: SQLite cannot store an int beyond 64 bits at all, and
+# takes a score of 1e999999999 that nothing could show.
+_NUMBER_FIELDS = (models.IntegerField, models.DecimalField, models.FloatField)
 # The picture formats markdesk stores page images in (scan pages JPEG, template pages PNG), with their extension.
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png"}
 
@@ -117,9 +123,10 @@ MODELS: tuple[_Kind, ...] = (
     _Kind(ExamEmail, "exam"),
     _Kind(EmailDelivery, "exam"),
 )
-# Generated files, made again from the records whenever a teacher asks, and the reader's ink frames, a
-# cache made again by reading (a restored exam matches on the readings until then).
-LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob, BoxFrames)
+# Generated files, made again from the records whenever a teacher asks; the reader's ink frames, a
+# cache made again by reading (a restored exam matches on the readings until then); fine-tuned readers,
+# learned again from the restored corrections on request.
+LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob, BoxFrames, LearningJob)
 # Records outside the exam, named in the archive by this field and matched by it on restore.
 NATURAL_KEYS: dict[type[models.Model], str] = {User: "username", Department: "name"}
 # What ``CompletenessWaiver.object_id`` points at, by waiver kind.
@@ -458,7 +465,10 @@ class _Restorer:
             elif field.is_relation:
                 setattr(obj, field.attname, self.link(model, field.related_model, fields[field.name]))
             else:
-                setattr(obj, field.attname, field.to_python(fields[field.name]))
+                value = field.to_python(fields[field.name])
+                if isinstance(field, _NUMBER_FIELDS):
+                    field.run_validators(value)
+                setattr(obj, field.attname, value)
         return obj
 
     def files_store(self, obj: models.Model, fields: dict) -> list[str]:

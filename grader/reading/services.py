@@ -43,6 +43,7 @@ VLM = "vlm"
 _PREFERENCE = (VLM, OCR)
 _engines: dict[str, Recognizer] = {}
 _engines_lock = threading.Lock()
+_TUNED_ENGINES_KEPT = 4
 
 
 def engine_names() -> list[str]:
@@ -50,24 +51,37 @@ def engine_names() -> list[str]:
     return [OCR, VLM] if settings.VLM_MODEL_PATH else [OCR]
 
 
-def engine_get(name: str) -> Recognizer:
-    """One recogniser per worker process, loaded on first use (model loads take seconds)."""
+def engine_get(name: str, *, recognizer_path: Path | None = None) -> Recognizer:
+    """One recogniser per worker process (and per fine-tuned reader), loaded on first use (model loads
+    take seconds). ``recognizer_path`` names an exam's fine-tuned EasyOCR weights (``grader.learning``)."""
+    key = name if recognizer_path is None else f"{name}:{recognizer_path}"
     with _engines_lock:
-        if name not in _engines:
+        if key not in _engines:
+            tuned = [other for other in _engines if ":" in other]
+            if recognizer_path is not None and len(tuned) >= _TUNED_ENGINES_KEPT:
+                del _engines[tuned[0]]  # the oldest: a worker serves few exams at once, each model ~50 MB
             if name == OCR:
-                _engines[name] = OcrRecognizer(
+                _engines[key] = OcrRecognizer(
                     # One torch thread per worker process: idle threads spin and starve the other cores.
-                    OcrConfig(gpu="auto", threads=1, low_confidence=settings.READ_LOW_CONFIDENCE)
+                    OcrConfig(gpu="auto", threads=1, low_confidence=settings.READ_LOW_CONFIDENCE,
+                              recognizer_path=recognizer_path)
                 )
             elif name == VLM:
                 from ml.recognition.vlm import VlmConfig, VlmRecognizer
 
-                _engines[name] = VlmRecognizer(
+                _engines[key] = VlmRecognizer(
                     VlmConfig(model_path=settings.VLM_MODEL_PATH, adapter_path=settings.VLM_ADAPTER_PATH or None)
                 )
             else:
                 raise ValueError(f"Unknown engine {name!r}")
-        return _engines[name]
+        return _engines[key]
+
+
+def exam_reader_path(*, exam: Exam) -> Path | None:
+    """The fine-tuned EasyOCR weights this exam is read with (``grader.learning``), or None for english_g2's."""
+    from grader.learning.selectors import exam_reader_weights
+
+    return exam_reader_weights(exam=exam)
 
 
 def _region_kind(*, box: AnswerBox, numeric_ids: bool) -> RegionKind:
@@ -146,6 +160,7 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
                 engines=engines,
                 numeric_ids=numeric_ids,
                 blank_check=_blank_check(page=page, image=image),
+                recognizer_path=exam_reader_path(exam=exam),
             )
         except Exception as error:  # one bad page must not stop the script; the teacher sees why
             logger.exception("Reading page %s of script %s failed", page.pk, script.pk)
@@ -207,7 +222,8 @@ def _blank_check(*, page: ScanPage, image: Image.Image):
 
 
 def _page_read(
-    *, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool, blank_check
+    *, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool, blank_check,
+    recognizer_path: Path | None = None,
 ) -> dict[int, dict]:
     """Blank detection and every engine's reading for the boxes of one page, keyed by box id.
 
@@ -228,7 +244,8 @@ def _page_read(
         asked = regions + second_readings if name == OCR else regions
         if not asked:
             break
-        for reading in engine_get(name).read_page(page=image, regions=asked):
+        engine = engine_get(name, recognizer_path=recognizer_path if name == OCR else None)
+        for reading in engine.read_page(page=image, regions=asked):
             target = results[abs(reading.index)]["alternatives" if reading.index < 0 else "readings"]
             target[name] = {"text": reading.text, "confidence": reading.confidence}
             if reading.index > 0 and reading.frames is not None:

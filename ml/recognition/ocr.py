@@ -92,7 +92,8 @@ class OcrConfig:
     quantised recogniser on CPU (faster; no accuracy difference on the demo scans). ``threads``, when set, is passed to
     ``torch.set_num_threads`` when the model loads; that setting is process-wide. On a busy 2-core
     machine one thread reads several times faster than two (idle OpenMP threads spin while waiting
-    for a core), so OCR worker processes should use 1 and run side by side.
+    for a core), so OCR worker processes should use 1 and run side by side. ``recognizer_path`` names
+    fine-tuned recogniser weights (``ml.ocr_train``) to read with instead of english_g2's own.
     """
 
     batch_size: int = 16
@@ -104,6 +105,8 @@ class OcrConfig:
     split_lines: bool = True
     quantize: bool = True
     threads: int | None = None
+    # A fine-tuned recogniser's state dict (``ml.ocr_train``), loaded over english_g2 when set.
+    recognizer_path: Path | None = None
     digits_allowlist: str = DIGITS
     number_allowlist: str = NUMBER_CHARS
     text_allowlist: str = TEXT_CHARS
@@ -155,6 +158,23 @@ def verify_model_files(model_dir: Path, names: Sequence[str] = MODEL_FILES) -> N
             raise ModelFileError(
                 f"EasyOCR weight file {name} in {model_dir} is damaged or not the expected version: "
                 f"md5 {actual}, EasyOCR expects {expected}")
+
+
+def recognizer_weights_load(*, model, path: Path) -> None:
+    """Load fine-tuned recogniser weights (a state dict saved by ``ml.ocr_train``) into ``model``,
+    English_g2's recogniser (plain or wrapped in DataParallel on GPU); ModelFileError when the file is
+    not such a state dict."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a damaged or foreign file: say which, never read with half a model
+        raise ModelFileError(f"Fine-tuned reader weights {path} cannot be read: {error}") from error
+    target = model.module if hasattr(model, "module") else model
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, TypeError) as error:
+        raise ModelFileError(f"Fine-tuned reader weights {path} do not fit english_g2: {error}") from error
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +364,35 @@ def _line_bands(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(top, cut), (cut, bottom)]
 
 
+def ink_lines(*, crop: Image.Image | np.ndarray, config: OcrConfig = OcrConfig()) -> list[np.ndarray]:
+    """The line images EasyOCR is given for the ink of one box crop (grey, the model's input height,
+    one per text line, at most two), or ``[]`` when the crop holds no ink. Reading and fine-tuning
+    (``ml.ocr_train``) both go through here, so the recogniser learns from what it will be shown."""
+    grey = _grey_array(crop)
+    found = _find_ink(grey, pad=config.pad, min_area=config.min_ink_area)
+    return [] if found is None else _line_images(found, pad=config.pad, split_lines=config.split_lines)
+
+
+def _line_images(found: _Ink, *, pad: int, split_lines: bool) -> list[np.ndarray]:
+    x1, y1, x2, y2 = found.box
+    bands = _line_bands(found.mask[y1:y2, x1:x2]) if split_lines else []
+    if len(bands) < 2:
+        return [_model_image(found.grey[y1:y2, x1:x2], paper=found.paper)]
+    images = []
+    for top, bottom in bands:
+        band_mask = np.zeros_like(found.mask)
+        band_mask[y1 + top:y1 + bottom, x1:x2] = found.mask[y1 + top:y1 + bottom, x1:x2]
+        xs = np.flatnonzero(band_mask.any(axis=0))
+        lx1, lx2 = max(0, xs[0] - pad), min(found.grey.shape[1], xs[-1] + 1 + pad)
+        ly1, ly2 = max(0, y1 + top - pad), min(found.grey.shape[0], y1 + bottom + pad)
+        crop = found.grey[ly1:ly2, lx1:lx2].copy()
+        # Ink of the other line reaching into this band's padding is erased.
+        other = found.mask[ly1:ly2, lx1:lx2] & ~band_mask[ly1:ly2, lx1:lx2]
+        crop[other] = found.paper
+        images.append(_model_image(crop, paper=found.paper))
+    return images
+
+
 # --------------------------------------------------------------------------------------------
 # The engine
 
@@ -392,11 +441,18 @@ class OcrRecognizer:
             warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
             warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*",
                                     category=DeprecationWarning)
-            return easyocr.Reader(["en"], gpu="cuda" if use_gpu else False,
-                                  model_storage_directory=str(model_dir),
-                                  user_network_directory=str(model_dir),  # else ~/.EasyOCR is created
-                                  download_enabled=False, detector=False, verbose=False,
-                                  quantize=self.config.quantize)
+            tuned = self.config.recognizer_path
+            reader = easyocr.Reader(["en"], gpu="cuda" if use_gpu else False,
+                                    model_storage_directory=str(model_dir),
+                                    user_network_directory=str(model_dir),  # else ~/.EasyOCR is created
+                                    download_enabled=False, detector=False, verbose=False,
+                                    quantize=self.config.quantize and tuned is None)
+            if tuned is not None:
+                recognizer_weights_load(model=reader.recognizer, path=Path(tuned))
+                if self.config.quantize and not use_gpu:
+                    # As EasyOCR does for its own weights, after loading (a quantised model loads no float weights).
+                    torch.quantization.quantize_dynamic(reader.recognizer, dtype=torch.qint8, inplace=True)
+            return reader
 
     def is_low_confidence(self, reading: Reading) -> bool:
         """Whether a person should check this reading (unread, or scored under ``low_confidence``)."""
@@ -427,7 +483,7 @@ class OcrRecognizer:
                 readings[position] = Reading(region.index, None, None, self.name)
                 continue
             allowlist = self.config.allowlist(region.kind)
-            for image in self._line_images(found):
+            for image in _line_images(found, pad=self.config.pad, split_lines=self.config.split_lines):
                 lines.append(_Line(position, image, allowlist))
         texts = self._recognize(lines)
         parts: dict[int, list[tuple[str, float, Frames]]] = {}
@@ -442,26 +498,6 @@ class OcrRecognizer:
             else:
                 readings[position] = Reading(index, text, float(min(c for _, c, _ in found_parts)), self.name, frames)
         return [reading for reading in readings if reading is not None]
-
-    def _line_images(self, found: _Ink) -> list[np.ndarray]:
-        x1, y1, x2, y2 = found.box
-        pad = self.config.pad
-        bands = _line_bands(found.mask[y1:y2, x1:x2]) if self.config.split_lines else []
-        if len(bands) < 2:
-            return [_model_image(found.grey[y1:y2, x1:x2], paper=found.paper)]
-        images = []
-        for top, bottom in bands:
-            band_mask = np.zeros_like(found.mask)
-            band_mask[y1 + top:y1 + bottom, x1:x2] = found.mask[y1 + top:y1 + bottom, x1:x2]
-            xs = np.flatnonzero(band_mask.any(axis=0))
-            lx1, lx2 = max(0, xs[0] - pad), min(found.grey.shape[1], xs[-1] + 1 + pad)
-            ly1, ly2 = max(0, y1 + top - pad), min(found.grey.shape[0], y1 + bottom + pad)
-            crop = found.grey[ly1:ly2, lx1:lx2].copy()
-            # Ink of the other line reaching into this band's padding is erased.
-            other = found.mask[ly1:ly2, lx1:lx2] & ~band_mask[ly1:ly2, lx1:lx2]
-            crop[other] = found.paper
-            images.append(_model_image(crop, paper=found.paper))
-        return images
 
     def _recognize(self, lines: list[_Line]) -> list[tuple[str, float, Frames]]:
         """EasyOCR's text, confidence and per-frame log-probabilities for every line image, batched

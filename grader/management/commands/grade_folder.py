@@ -42,6 +42,17 @@ stored files are deleted again and the command stops with an error naming the fi
 ``OUT/replay.json`` (keystrokes per answer, agreement of suggestions with the teacher, CER; see
 ``grader.grading.replay``). ``results.json`` keeps the suggestions as they stood before the replay;
 ``scores.xlsx`` and the scored scripts carry the teacher's scores.
+
+``--learn-after K`` (with ``--replay``) measures learning from the teacher instead: the teacher grades
+the first K scripts (scan order), typing the right text wherever the text shown is wrong
+(``replay.json`` is that replay); the CPU reader then learns from those corrections
+(``grader.learning``: fine-tuned, kept only if better on held-out corrections) and the exam is read
+again; the teacher then grades the rest. ``OUT/learning.json``::
+
+    {"learn_after": K, "reader": {"train_lines", "val_lines", "cer_before", "cer_after", "improved", ...},
+     "before": {"answers", "agreement", "cer", "cer_read"},   # the remaining scripts, before learning
+     "after": {...},                                           # the same scripts, read again after it
+     "replay_after": {...}}                                    # replay.json's figures for the rest
 """
 
 from __future__ import annotations
@@ -60,7 +71,8 @@ from django.db.models import Q
 
 from grader import services
 from grader.folders import FOLDER_FILES, FolderRejected, exam_folder_load
-from grader.grading.replay import ReplayRejected, replay_run, teacher_file_parse
+from grader.grading.replay import ReplayRejected, replay_measure, replay_run, teacher_file_parse
+from grader.learning.services import LearningRefused, reader_learn_run, reader_learn_start
 from grader.models import Exam, User
 from grader.outputs.services import scored_script_files
 from grader.outputs.spreadsheet import scores_workbook
@@ -152,9 +164,12 @@ class Command(BaseCommand):
         parser.add_argument("--engine", default=reading.OCR, help="Reading engine: easyocr (default) or vlm if configured.")
         parser.add_argument("--replay", type=Path, metavar="TEACHER.json",
                             help="Replay a teacher's scores with the grading form's keys; writes OUT/replay.json.")
+        parser.add_argument("--learn-after", type=int, metavar="K",
+                            help="With --replay: learn from the teacher's corrections on the first K scripts, "
+                                 "read the rest again and write OUT/learning.json.")
 
     def handle(self, *args, folder: Path, out: Path, owner: str | None, engine: str, replay: Path | None = None,
-               **options):
+               learn_after: int | None = None, **options):
         self.verbosity = options.get("verbosity", 1)
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a folder.")
@@ -169,6 +184,8 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown engine {engine!r}{detail}: use one of {', '.join(reading.engine_names())}.")
         if out.exists() and not out.is_dir():
             raise CommandError(f"{out} exists and is not a folder.")
+        if learn_after is not None and (replay is None or learn_after < 1):
+            raise CommandError("--learn-after K needs --replay TEACHER.json and K >= 1.")
         user = self._owner(owner)
         teacher = self._teacher(replay) if replay else None
         pages_per_script = self._template_pages(folder / "template.pdf")
@@ -197,7 +214,11 @@ class Command(BaseCommand):
             _write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False).encode())
             if teacher is not None:
                 try:
-                    replayed = replay_run(exam=exam, scripts=teacher, user=user)
+                    if learn_after is None:
+                        replayed = replay_run(exam=exam, scripts=teacher, user=user)
+                    else:
+                        replayed, learned = self._learn(exam=exam, teacher=teacher, user=user, count=learn_after)
+                        _write(out / "learning.json", json.dumps(learned, indent=1).encode())
                 except ReplayRejected as error:
                     raise CommandError(f"{replay.name}: {error}") from error
                 _write(out / "replay.json", json.dumps(replayed, indent=1).encode())
@@ -219,6 +240,29 @@ class Command(BaseCommand):
             )
 
     # ------------------------------------------------------------ steps
+
+    def _learn(self, *, exam: Exam, teacher: list[dict], user: User, count: int) -> tuple[dict, dict]:
+        """Replay the first ``count`` scripts with corrections, learn, measure the rest before and after."""
+        order = list(exam.scripts.order_by("number"))
+        first_pages = {
+            tuple(script.pages.filter(discarded=False).order_by("position", "source_index")
+                  .values_list("source_index", flat=True))
+            for script in order[:count]
+        }
+        learned_from = [script for script in teacher if tuple(script["pages"]) in first_pages]
+        rest = [script for script in teacher if tuple(script["pages"]) not in first_pages]
+        before = replay_measure(exam=exam, scripts=rest)
+        replayed = replay_run(exam=exam, scripts=learned_from, user=user, correct_texts=True)
+        try:
+            job = reader_learn_start(exam=exam, user=user, enqueue=False)
+        except LearningRefused as refused:
+            raise CommandError(f"Cannot learn after {count} scripts: {refused}") from refused
+        job = reader_learn_run(job_id=job.pk)
+        if job.status == job.Status.FAILED:
+            raise CommandError(f"Learning failed: {job.error}")
+        after = replay_measure(exam=exam, scripts=rest)
+        return replayed, {"learn_after": count, "reader": job.metrics, "before": before, "after": after,
+                          "replay_after": replay_run(exam=exam, scripts=rest, user=user)}
 
     @staticmethod
     def _teacher(path: Path) -> list[dict]:

@@ -1,0 +1,52 @@
+"""Fine-tuning the CPU reader on a teacher's corrections, as a job with progress."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from grader.models import Exam
+
+
+def _weights_path(instance: LearningJob, filename: str) -> str:
+    return f"exams/{instance.exam_id}/reader/{filename}"
+
+
+class LearningJob(models.Model):
+    """One run of "Learn from my corrections and re-read the rest" for an exam.
+
+    ``stage`` is what the job is doing (export, train, re-read); ``done``/``total`` count its steps
+    (epochs while training, scripts while re-reading). ``metrics`` holds the trainer's figures
+    (``ml.ocr_train``: lines, CER before and after on held-out corrected lines). ``weights`` is the
+    fine-tuned recogniser, kept only when it read the held-out lines better than the reader it
+    started from; the exam is read with the newest such weights from then on.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="learning_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=32, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    weights = models.FileField(upload_to=_weights_path, blank=True, max_length=300)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Learning for {self.exam} ({self.get_status_display()})"
+
+    @property
+    def finished(self) -> bool:
+        """Over, re-reading included (a job is DONE as soon as its weights are the exam's reader)."""
+        return self.finished_at is not None

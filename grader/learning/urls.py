@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("exams/<int:exam_id>/learning/", views.learning_start, name="learning_start"),
+    path("exams/<int:exam_id>/learning/<int:job_id>/", views.learning_progress, name="learning_progress"),
+]
