@@ -3,8 +3,9 @@
 Builds (or reuses) the generated demo folder under ``MARKDESK_VAR_DIR/demo`` with ``ml.demo_data``, then
 creates the exam, imports the roster and answer key, stores the blank exam, processes and reads the scans:
 an exam ready to grade. A second exam, ``GRADED_TITLE``, is that exam backed up, restored and graded the
-way a careful teacher would (every script's student confirmed, every answer scored from the generator's
-truth, absent students waived, a few comments) and marked finished, so the outputs can be tried at once.
+way a careful teacher would (every script's student confirmed, every misread text corrected, every answer
+scored from the generator's truth, absent students waived, a few comments) and marked finished, so the
+outputs, and learning from the corrections, can be tried at once.
 """
 
 from __future__ import annotations
@@ -104,8 +105,14 @@ class Command(BaseCommand):
         for script, written in zip(scripts, truth["scripts"], strict=True):
             reading.identity_confirm(script=script, student=students[written["student_id"]], user=teacher)
             kinds = {answer["label"]: answer["kind"] for answer in written["answers"]}
+            texts = {answer["label"]: answer["text"] for answer in written["answers"]}
             total = Decimal(0)
             for answer in script.answers.select_related("question"):
+                # The teacher corrected every misread text: the copy has corrections to learn from.
+                truth_text = texts.get(answer.question.label, "")
+                if truth_text and " ".join(answer.text.split()).casefold() != " ".join(truth_text.split()).casefold():
+                    answer = grading.text_confirm(answer_id=answer.pk, text=truth_text,
+                                                  expected_version=answer.version, user=teacher)
                 score = answer.question.max_score if kinds.get(answer.question.label) in FULL_MARK_KINDS else Decimal(0)
                 grading.score_set(answer_id=answer.pk, score=score, expected_version=answer.version, user=teacher)
                 total += score
