@@ -303,3 +303,28 @@ def test_a_teacher_file_that_does_not_fit_is_refused_and_the_exam_removed(admin,
         _grade(demo_folder, tmp_path / "out", "--replay", str(teacher))
 
     assert not Exam.objects.exists()
+
+
+def test_learning_after_some_scripts_writes_learning_json_for_the_rest(admin, demo_folder, truth, tmp_path):
+    from ml.demo_data import teacher_file
+
+    teacher = tmp_path / "teacher.json"
+    teacher.write_text(json.dumps(teacher_file(truth=truth)))
+    out = tmp_path / "out"
+
+    _grade(demo_folder, out, "--replay", str(teacher), "--learn-after", "4")
+
+    learning = json.loads((out / "learning.json").read_text())
+    assert learning["learn_after"] == 4
+    assert {"train_lines", "val_lines", "cer_before", "cer_after", "improved"} <= set(learning["reader"])
+    rest = sum(len(script["answers"]) for script in truth["scripts"][4:])
+    assert learning["before"]["answers"] == learning["after"]["answers"] == rest
+    assert learning["replay_after"]["answers"] == rest
+    replay = json.loads((out / "replay.json").read_text())
+    assert replay["answers"] == sum(len(script["answers"]) for script in truth["scripts"][:4])
+    assert replay["texts_corrected"] > 0
+
+
+def test_learn_after_needs_a_replay(admin, demo_folder, tmp_path):
+    with pytest.raises(CommandError, match="--learn-after K needs --replay"):
+        _grade(demo_folder, tmp_path / "out", "--learn-after", "2")
