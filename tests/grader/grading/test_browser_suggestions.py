@@ -1,0 +1,49 @@
+"""In the browser, a saved score changes the suggestion of the rows that read like it, in place."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from model_bakery import baker
+
+from grader.models import Exam, Question, Script, User
+from grader.reading.models import Answer
+from grader.reading.services import question_resuggest
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def question(department):
+    teacher = User.objects.create_user("imani", password="a-long-password", department=department)
+    exam = Exam.objects.create(title="Biology quiz", owner=teacher, department=department, pages_per_script=1)
+    question = baker.make(Question, exam=exam, label="Q1", order=1, answer="mitochondria", max_score=Decimal("1"),
+                          granularity=Decimal("0.5"), strategy="fuzzy")
+    for number, text in enumerate(["nucleus membrane", "nucleus membranes", "ribosome"], start=1):
+        baker.make(Answer, script=baker.make(Script, exam=exam, number=number), question=question, text=text,
+                   read_at=timezone.now(), readings={"easyocr": {"text": text, "confidence": 0.9}})
+    question_resuggest(question_id=question.pk)
+    return question
+
+
+def test_a_part_mark_is_suggested_at_once_for_an_answer_that_reads_nearly_the_same(page, live_server, question):
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server.url}/accounts/login/?next=/exams/{question.exam_id}/grade/{question.pk}/")
+    page.get_by_label("Username").fill("imani")
+    page.get_by_label("Password").fill("a-long-password")
+    page.get_by_role("button", name="Log in").click()
+    first = page.get_by_label("Q1 score for script 1", exact=True)
+    second = page.get_by_label("Q1 score for script 2", exact=True)
+    expect(first).to_be_focused()
+    expect(second).to_have_attribute("placeholder", "0")
+
+    page.keyboard.type("0.5")
+    page.keyboard.press("Enter")
+
+    expect(second).to_have_attribute("placeholder", "0.5")
+    expect(page.locator(f"#answer-{Answer.objects.get(script__number=2).pk}")).to_contain_text("like script 1")
+    expect(page.locator(f"#answer-{Answer.objects.get(script__number=3).pk}")).to_contain_text("rule: similarity")
+    expect(second).to_be_focused()
