@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from PIL import Image
 
+from grader.inputs import MalformedInput, json_parse
 from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, Script, User
 from grader.reading.models import Answer
 from grader.services import QUESTION_LABEL_PATTERN, question_label_normalise
@@ -153,6 +154,12 @@ def _boxes_parse(*, exam: Exam, fmt: BoxFormat, data: str | bytes, page: int | N
     if not sizes:
         raise BoxRejected(["Upload the blank exam first: boxes are placed on its pages."])
     try:
+        # ml's loaders take any JSON Python reads (nested to any depth, NaN, 1e308); such a file is
+        # refused here, before arithmetic on its numbers or its depth can fail.
+        json_parse(data)
+    except MalformedInput as error:
+        raise BoxRejected([str(error)]) from error
+    try:
         if fmt == "annotations":
             return box_tools.annotations_load(data=data, page_sizes=sizes)
         if fmt == "hgbench":
@@ -218,12 +225,23 @@ def _as_records(exam: Exam) -> list[box_tools.AnswerBox]:
 
 
 def boxes_export(*, exam: Exam, fmt: BoxFormat, page: int | None = None) -> str:
-    """The exam's boxes as a file: seed-001 annotations.json or HG-Bench JSON, or one page's region list."""
+    """The exam's boxes as a file: seed-001 annotations.json or HG-Bench JSON, or one page's region list.
+
+    Raises ``BoxRejected`` for HG-Bench boxes on a page the blank exam lacks: they are measured
+    against their page's size.
+    """
     records = _as_records(exam)
     if fmt == "annotations":
         return box_tools.annotations_dump(boxes=records)
     if fmt == "hgbench":
-        return box_tools.hgbench_dump(boxes=records, page_sizes=_page_sizes(exam))
+        sizes = _page_sizes(exam)
+        pageless = sorted({box.label for box in records if box.page >= len(sizes)})
+        if pageless:
+            raise BoxRejected([
+                f"HG-Bench boxes are measured against their page, and the blank exam has no page for "
+                f"{', '.join(pageless)}. Upload the blank exam first, or move those boxes."
+            ])
+        return box_tools.hgbench_dump(boxes=records, page_sizes=sizes)
     return box_tools.region_list_dump(boxes=records, page=page or 0)
 
 

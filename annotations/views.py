@@ -6,17 +6,17 @@ template boxes are in template-page pixels, script boxes in that script's scan-p
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from grader import selectors as grader_selectors
+from grader.inputs import MalformedInput, json_parse, whole_number_parse
 
 from . import selectors, services
 from .models import AnswerBox, SuggestedBox
@@ -33,12 +33,22 @@ _FORMATS = {
 
 def _json_body(request: HttpRequest) -> dict:
     try:
-        body = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise services.BoxRejected([f"The request is not valid JSON ({error})."]) from error
+        body = json_parse(request.body or b"{}")
+    except MalformedInput as error:
+        raise services.BoxRejected([f"The request is {error}."]) from error
     if not isinstance(body, dict):
         raise services.BoxRejected(["The request must be a JSON object."])
     return body
+
+
+def _box_number(body: dict, key: str) -> int | None:
+    """The box that ``key`` (``id`` or ``parent``) names, None when it names none."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise services.BoxRejected([f"{key} must be a box number."])
+    return value
 
 
 def _bbox(value) -> list[float]:
@@ -79,11 +89,12 @@ def box_save(request: HttpRequest, exam_id: int) -> JsonResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     try:
         body = _json_body(request)
-        box = get_object_or_404(AnswerBox, exam=exam, pk=body["id"]) if body.get("id") else None
-        parent_id = body.get("parent") or (box.parent_id if box else None)
+        box_id = _box_number(body, "id")
+        box = get_object_or_404(AnswerBox, exam=exam, pk=box_id) if box_id else None
+        parent_id = _box_number(body, "parent") or (box.parent_id if box else None)
         parent = get_object_or_404(AnswerBox, exam=exam, pk=parent_id, parent=None) if parent_id else None
         page = body.get("page", box.page if box else 0)
-        if not isinstance(page, int):
+        if not isinstance(page, int) or isinstance(page, bool):
             raise services.BoxRejected(["page must be a 0-based page number."])
         saved = services.box_save(
             exam=exam,
@@ -127,11 +138,14 @@ def boxes_import(request: HttpRequest, exam_id: int) -> HttpResponse:
     if upload.size > 5 * 1024 * 1024:
         messages.error(request, f"{upload.name} is too large for a box file (over 5 MB).")
         return redirect(editor)
+    page = whole_number_parse(request.POST.get("page") or "1")
+    if not page:
+        messages.error(request, "Give the page as a number from 1.")
+        return redirect(editor)
     try:
-        page = int(request.POST.get("page") or 1) - 1
-        result = services.boxes_import(exam=exam, fmt=fmt, data=upload.read(), user=request.user, page=page)
-    except ValueError as error:
-        problems = error.problems if isinstance(error, services.BoxRejected) else [str(error)]
+        result = services.boxes_import(exam=exam, fmt=fmt, data=upload.read(), user=request.user, page=page - 1)
+    except services.BoxRejected as error:
+        problems = error.problems
         logger.info("Refused box import for exam %s: %s", exam.pk, problems)
         for problem in problems[:20]:
             messages.error(request, f"{upload.name}: {problem}")
@@ -147,9 +161,14 @@ def boxes_export(request: HttpRequest, exam_id: int, fmt: str) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
     if fmt not in _FORMATS:
         return HttpResponse("Unknown format.", status=404)
-    page = request.GET.get("page", "1")
-    page = max(1, int(page)) if page.isdigit() else 1
-    response = HttpResponse(services.boxes_export(exam=exam, fmt=fmt, page=page - 1), content_type="application/json")
+    page = whole_number_parse(request.GET.get("page", "1"))
+    if not page:
+        return HttpResponseBadRequest("page must be a page number from 1.", content_type="text/plain")
+    try:
+        data = services.boxes_export(exam=exam, fmt=fmt, page=page - 1)
+    except services.BoxRejected as error:
+        return HttpResponse(" ".join(error.problems), status=409, content_type="text/plain")
+    response = HttpResponse(data, content_type="application/json")
     filename = _FORMATS[fmt][0].format(page=page)
     response["Content-Disposition"] = f'attachment; filename="exam-{exam.pk}-{filename}"'
     return response

@@ -370,7 +370,7 @@ def test_an_export_downloads_and_imports_back_to_the_same_boxes(owner, exam, pag
 
 def test_exporting_an_unknown_format_is_not_found(owner, exam, pages):
     assert owner.get(reverse("boxes_export", args=[exam.pk, "csv"])).status_code == 404
-    assert owner.get(reverse("boxes_export", args=[exam.pk, "regions"]) + "?page=abc").status_code == 200
+    assert owner.get(reverse("boxes_export", args=[exam.pk, "regions"]) + "?page=abc").status_code == 400
 
 
 # ---------------------------------------------------------------- the editor page and the JSON state
