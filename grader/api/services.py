@@ -12,7 +12,6 @@ checks every box against the page and runs the engine in this process. Every ref
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import tempfile
@@ -30,6 +29,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from PIL import Image
 
+from grader.inputs import MalformedInput, json_parse
 from grader.models import User
 from grader.reading import services as reading
 from ml import pages as page_tools
@@ -152,7 +152,7 @@ class ReadRequest:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def regions_parse(raw: str | None) -> list[Region]:
@@ -163,9 +163,9 @@ def regions_parse(raw: str | None) -> list[Region]:
     if raw is None or not raw.strip():
         raise ApiRequestRefused("The 'regions' field is missing: send a JSON list of {\"index\", \"bbox\"}.")
     try:
-        decoded = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ApiRequestRefused(f"'regions' is not valid JSON: {error.msg} at character {error.pos}.") from error
+        decoded = json_parse(raw)
+    except MalformedInput as error:
+        raise ApiRequestRefused(f"'regions' is {error}.") from error
     if not isinstance(decoded, list):
         raise ApiRequestRefused("'regions' must be a JSON list of {\"index\", \"bbox\"} objects.")
     if not decoded:

@@ -15,7 +15,8 @@ Form fields:
     ``index`` is any whole number, unique in the list, echoed in the answer. ``bbox`` is in pixels of
     the page as rasterised at 150 dpi (as above), x2/y2 exclusive, and must lie on the page. ``kind``
     is optional: ``text`` (default), ``digits``, ``number`` or ``name``; it narrows the characters read.
-    Sent as a form field (or as a file part holding the JSON).
+    Sent as a form field (or as a file part holding the JSON). The JSON may nest at most 32 levels,
+    and every number in it must be finite and at most 10^15 in size (``grader.inputs``).
 ``lang``
     ``en`` (default) or ``ch``. EasyOCR reads English only: with ``ch`` it returns ``null`` texts.
 ``engine``
@@ -37,6 +38,8 @@ from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
+
+from grader.inputs import whole_number_parse
 
 from . import services
 
@@ -62,10 +65,7 @@ def read(request: HttpRequest) -> JsonResponse:
         response = _error(str(error), 401)
         response["WWW-Authenticate"] = 'Bearer realm="markdesk"'
         return response
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+    length = whole_number_parse(request.META.get("CONTENT_LENGTH")) or 0
     if length > settings.MAX_UPLOAD_MB * 1024 * 1024 + _FORM_OVERHEAD_BYTES:
         return _refused(token, services.ApiRequestRefused(
             f"The request is over the {settings.MAX_UPLOAD_MB} MB limit for one file.", status=413))
