@@ -19,6 +19,7 @@ from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 from PIL import Image
 
 from . import selectors, services
+from .inputs import whole_number_parse
 from .reading import services as reading_services
 from .forms import ExamForm, PageMoveForm, QuestionForm, ScanUploadForm, SpreadsheetForm, StudentForm, TemplateForm
 from .models import Question, ScanUpload, Student
@@ -38,7 +39,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 def _upload_too_large(request: HttpRequest) -> str | None:
     """Refuse an oversized request before Django reads its body into temporary files."""
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    length = whole_number_parse(request.META.get("CONTENT_LENGTH")) or 0
     limit = settings.MAX_UPLOAD_MB * 1024 * 1024 * max(1, settings.DATA_UPLOAD_MAX_NUMBER_FILES)
     if length > limit:
         return (

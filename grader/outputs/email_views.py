@@ -12,7 +12,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -20,6 +20,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from grader import selectors as grader_selectors
 from grader.grading.selectors import exam_finished
+from grader.inputs import whole_number_parse
 from grader.models import Exam
 
 from . import emails
@@ -36,8 +37,17 @@ class ExamEmailForm(forms.Form):
 
 
 def _student_pk(data: QueryDict) -> int | None:
+    """The roster student (pk) whose email the page shows, None for the default one; ``ValueError``
+    when ``student`` is not a number."""
     raw = data.get("student", "")
-    return int(raw) if raw.isdigit() else None
+    student_pk = whole_number_parse(raw)
+    if raw and student_pk is None:
+        raise ValueError(f"student must be a student's number, not {raw[:20]!r}.")
+    return student_pk
+
+
+def _bad_request(error: ValueError) -> HttpResponse:
+    return HttpResponseBadRequest(str(error), content_type="text/plain")
 
 
 def _page_url(exam: Exam, student_pk: int | None) -> str:
@@ -96,7 +106,11 @@ def _page_context(request: HttpRequest, exam: Exam, *, form: ExamEmailForm | Non
 @require_GET
 def email_students(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
-    return render(request, "outputs/email.html", _page_context(request, exam, student_pk=_student_pk(request.GET)))
+    try:
+        student_pk = _student_pk(request.GET)
+    except ValueError as error:
+        return _bad_request(error)
+    return render(request, "outputs/email.html", _page_context(request, exam, student_pk=student_pk))
 
 
 @login_required
@@ -104,9 +118,13 @@ def email_students(request: HttpRequest, exam_id: int) -> HttpResponse:
 def email_preview(request: HttpRequest, exam_id: int) -> HttpResponse:
     """The email as typed (not saved) for ``?student=``: the preview card for htmx, else the whole page."""
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    try:
+        student_pk = _student_pk(request.GET)
+    except ValueError as error:
+        return _bad_request(error)
     can_change = grader_selectors.exam_can_change(user=request.user, exam=exam)
     form = ExamEmailForm(request.GET, read_only=not can_change) if "subject" in request.GET else None
-    context = _page_context(request, exam, form=form, student_pk=_student_pk(request.GET), unsaved=form is not None)
+    context = _page_context(request, exam, form=form, student_pk=student_pk, unsaved=form is not None)
     return render(request, "outputs/email.html#preview" if request.htmx else "outputs/email.html", context)
 
 
@@ -129,7 +147,11 @@ def email_status(request: HttpRequest, exam_id: int) -> HttpResponse:
 def email_save(request: HttpRequest, exam_id: int) -> HttpResponse:
     """Save the subject and body; with ``action=test`` also send the test email to the teacher."""
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-    form, student_pk = ExamEmailForm(request.POST), _student_pk(request.POST)
+    try:
+        student_pk = _student_pk(request.POST)
+    except ValueError as error:
+        return _bad_request(error)
+    form = ExamEmailForm(request.POST)
     if form.is_valid():
         try:
             emails.exam_email_save(exam=exam, **form.cleaned_data)

@@ -17,11 +17,14 @@ from decimal import Decimal, InvalidOperation
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
+from grader.inputs import whole_number_parse
 from grader.models import Exam, User
 from grader.selectors import exam_can_change
 from ml.score_stats import BandsRefused
+from ml.scoring import marks_text
 
 from . import backup, pdf, spreadsheet
 from .models import ExportJob
@@ -55,11 +58,10 @@ def script_pdf_name(*, result: ScriptResult) -> str:
     return f"script-{result.script.number}.pdf"
 
 
-def _sample_params(raw: dict) -> dict:
-    try:
-        n = int(raw.get("n") or 3)
-    except (TypeError, ValueError) as error:
-        raise ExportRefused("Scripts per band must be a whole number.") from error
+def _sample_params(*, exam: Exam, raw: dict) -> dict:
+    n = whole_number_parse(str(raw.get("n") or 3))
+    if n is None:
+        raise ExportRefused("Scripts per band must be a whole number.")
     if not 1 <= n <= SAMPLE_N_MAX:
         raise ExportRefused(f"Scripts per band must be between 1 and {SAMPLE_N_MAX}.")
     pass_mark = raw.get("pass_mark")
@@ -68,20 +70,24 @@ def _sample_params(raw: dict) -> dict:
     try:
         mark = Decimal(str(pass_mark))
     except InvalidOperation as error:
-        raise ExportRefused(f"The pass mark {pass_mark!r} is not a number of marks.") from error
+        raise ExportRefused(f"The pass mark {str(pass_mark)[:20]!r} is not a number of marks.") from error
     if not mark.is_finite() or mark < 0:
         raise ExportRefused("The pass mark must be a number of marks, 0 or more.")
+    total = exam.questions.aggregate(total=Sum("max_score"))["total"] or 0
+    if mark > total:
+        raise ExportRefused(f"The pass mark must be at most the exam's total of {marks_text(total)} marks.")
     return {"n": n, "pass_mark": float(mark)}
 
 
 def _params_clean(*, exam: Exam, kind: str, raw: dict) -> dict:
     if kind == Kind.SCRIPT_PDF:
-        script = exam.scripts.filter(number=raw.get("script")).first() if str(raw.get("script", "")).isdigit() else None
+        number = whole_number_parse(str(raw.get("script", "")))
+        script = exam.scripts.filter(number=number).first() if number is not None else None
         if script is None:
             raise ExportRefused("Choose a script of this exam.")
         return {"script_id": script.pk, "number": script.number}
     if kind == Kind.SAMPLE_REPORT:
-        return _sample_params(raw)
+        return _sample_params(exam=exam, raw=raw)
     return {}
 
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 
+from grader.inputs import whole_number_parse
 from grader.models import Question, Student
 from ml.scoring import marks_text
 
@@ -86,7 +87,8 @@ class IdentityChoiceForm(forms.Form):
         value = self.cleaned_data["student"].strip()
         if value == self.NONE:
             return None
-        student = self.exam.students.filter(pk=int(value)).first() if value.isdigit() else None
+        student_pk = whole_number_parse(value)
+        student = self.exam.students.filter(pk=student_pk).first() if student_pk is not None else None
         if student is None:
             raise forms.ValidationError("Choose a student on this exam's roster, or “not on the roster”.")
         return student

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
 from grader import selectors as grader_selectors
+from grader.inputs import whole_number_parse
 
 from . import selectors, services
 from .forms import IdentityChoiceForm, QuestionSettingsForm
@@ -48,10 +49,7 @@ def _poll_idle(request: HttpRequest, pipeline: selectors.Pipeline, *, started: b
     if pipeline.complete or not pipeline.pending:
         return None
     if "idle" in request.GET:
-        try:
-            idle = int(request.GET["idle"])
-        except ValueError:
-            idle = 0
+        idle = whole_number_parse(request.GET["idle"]) or 0
         idle = idle + 1 if request.GET.get("seen") == pipeline.fingerprint else 0
         return idle if idle < IDLE_POLLS else None
     return 0 if started or pipeline.recently_active or pipeline.uploads_running else None
