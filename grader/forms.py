@@ -53,7 +53,10 @@ class ExamForm(forms.ModelForm):
         return self.instance.default_min_similarity if value is None else value
 
     def clean_default_granularity(self) -> Decimal:
-        granularity = self.cleaned_data["default_granularity"] or self.instance.default_granularity
+        value = self.cleaned_data["default_granularity"]
+        granularity = self.instance.default_granularity if value is None else value
+        if granularity <= 0:
+            raise forms.ValidationError("The granularity must be more than 0 (e.g. 0.5 or 1).")
         if self.instance.pk:
             misfits = [
                 f"{question.label} (max {question.max_score.normalize():f})"

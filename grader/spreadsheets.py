@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
+from xml.etree.ElementTree import ParseError
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font, PatternFill
@@ -119,6 +120,13 @@ def sheet_rows(
                 continue
             result.append(SheetRow(number=number, values=values))
         return result
+    except ParseError as error:
+        # Read-only mode parses the sheet's XML only now, row by row: a sheet declaring entities
+        # (never resolved) or with broken XML fails here, not in load_workbook.
+        raise SpreadsheetError([
+            "The sheet cannot be read: its XML is damaged or declares entities, which markdesk does not read. "
+            "Save it from Excel or LibreOffice as .xlsx and try again."
+        ]) from error
     finally:
         workbook.close()
 
