@@ -1,9 +1,11 @@
-"""Settings come from the environment and refuse to start production without a secret key."""
+"""Settings come from the environment, refuse to start production without a secret key, and pass Django's
+deployment check with the docker settings."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 
@@ -19,16 +21,20 @@ _PRINT_SETTINGS = (
 )
 
 
-def _settings_in_subprocess(**environment: str) -> subprocess.CompletedProcess:
+def _python(*args: str, **environment: str) -> subprocess.CompletedProcess:
     base = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "DEBUG")}
     return subprocess.run(
-        [sys.executable, "-c", _PRINT_SETTINGS],
+        [sys.executable, *args],
         env={**base, **environment},
         capture_output=True,
         text=True,
         cwd=settings.BASE_DIR,
         timeout=60,
     )
+
+
+def _settings_in_subprocess(*, script: str = _PRINT_SETTINGS, **environment: str) -> subprocess.CompletedProcess:
+    return _python("-c", script, **environment)
 
 
 def test_production_settings_refuse_to_load_without_a_secret_key():
@@ -82,3 +88,66 @@ def test_the_embedded_default_needs_no_server(tmp_path):
     assert loaded["email"] == ["filebased", str(tmp_path / "mail")]  # emails become .eml files, no SMTP server
     assert loaded["logins"] == [10, 900.0, ["username", "ip_address"], 0]
     assert loaded["imports"] == [10_000, 100]
+
+
+_PRINT_SECURITY = (
+    "import json, grader.settings as s; "
+    "print(json.dumps({name: getattr(s, name, None) for name in ('SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', "
+    "'SECURE_HSTS_PRELOAD', 'SECURE_PROXY_SSL_HEADER', 'SECURE_SSL_REDIRECT', 'SECURE_REDIRECT_EXEMPT')}))"
+)
+
+
+def _security_settings(**environment: str) -> dict:
+    result = _settings_in_subprocess(script=_PRINT_SECURITY, **environment)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_production_sends_hsts_and_trusts_no_proxy_header_unless_one_is_configured(tmp_path):
+    production = {"DEBUG": "off", "SECRET_KEY": "x" * 50, "STATIC_ROOT": str(tmp_path / "static")}
+
+    assert _security_settings(**production) == {
+        "SECURE_HSTS_SECONDS": 31_536_000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True, "SECURE_HSTS_PRELOAD": False,
+        "SECURE_PROXY_SSL_HEADER": None, "SECURE_SSL_REDIRECT": False, "SECURE_REDIRECT_EXEMPT": ["^healthz$"],
+    }
+    behind_a_proxy = _security_settings(**production, SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto,https")
+    assert behind_a_proxy["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert behind_a_proxy["SECURE_SSL_REDIRECT"] is True
+    development = _security_settings(DEBUG="on", STATIC_ROOT=str(tmp_path / "static"))
+    assert development["SECURE_HSTS_SECONDS"] is None and development["SECURE_PROXY_SSL_HEADER"] is None
+
+
+def test_a_proxy_header_without_its_value_is_refused(tmp_path):
+    result = _settings_in_subprocess(DEBUG="off", SECRET_KEY="x" * 50, STATIC_ROOT=str(tmp_path / "static"),
+                                     SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
+
+    assert result.returncode != 0
+    assert "SECURE_PROXY_SSL_HEADER is a header and its value, e.g. X-Forwarded-Proto,https." in result.stderr
+
+
+def _docker_environment(tmp_path) -> dict[str, str]:
+    """docker/.env.example as compose hands it to the web container: the file, then compose's own values,
+    with the placeholder secret replaced as the entrypoint demands."""
+    environment = {}
+    for line in (settings.BASE_DIR / "docker" / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            environment[name.strip()] = value.strip()
+    assert environment["SECRET_KEY"].startswith("CHANGE-ME")
+    return {
+        **environment,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": "postgres://markdesk:pw@db:5432/markdesk",
+        "CELERY_BROKER_URL": "redis://redis:6379/0",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "STATIC_ROOT": str(tmp_path / "static"),  # /app/staticfiles in the image
+        "MARKDESK_VAR_DIR": str(tmp_path / "var"),
+    }
+
+
+def test_the_deployment_check_passes_with_the_docker_settings(tmp_path):
+    result = _python("manage.py", "check", "--deploy", "--fail-level", "WARNING",
+                     **_docker_environment(tmp_path), DJANGO_SETTINGS_MODULE="grader.settings")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
