@@ -100,12 +100,13 @@ def _pdf_open(path: Path, name: str) -> pdfium.PdfDocument:
     try:
         return pdfium.PdfDocument(path)
     except pdfium.PdfiumError as error:
-        if "password" in str(error).lower():
-            raise DocumentError(f"{name} is password-protected. Save it without a password and upload it again.") from error
         # pdfium refuses a well-formed PDF whose page tree is empty, and its error code is global state
-        # that may still hold an earlier failure, so qpdf tells an empty document from a damaged one.
+        # that may still hold an earlier failure (a password asked for by another file), so qpdf is asked
+        # first whether the document is simply empty.
         if _pdf_page_count_qpdf(path) == 0:
             raise DocumentError(f"{name} has no pages.") from error
+        if "password" in str(error).lower():
+            raise DocumentError(f"{name} is password-protected. Save it without a password and upload it again.") from error
         raise DocumentError(f"{name} is damaged and cannot be read as a PDF.") from error
 
 
@@ -113,7 +114,7 @@ def _pdf_page_count_qpdf(path: Path) -> int | None:
     try:
         with pikepdf.open(path) as pdf:
             return len(pdf.pages)
-    except (pikepdf.PdfError, OSError, ValueError):
+    except (pikepdf.PdfError, pikepdf.PasswordError, OSError, ValueError):
         return None
 
 

@@ -262,7 +262,7 @@ def group_score_set(*, question_id: int, group_key: str, score: Decimal | None, 
         elif _score_text(answer.score) == value:
             result.unchanged.append(answer)
         else:
-            _apply(answer=answer, field_name=SCORE, value=value, user=user, now=now, note=f"Group {group.text!r}")
+            _apply(answer=answer, field_name=SCORE, value=value, user=user, now=now, note=f"Group {group.text!r}"[:200])
             result.scored.append(answer)
     return result
 

@@ -256,10 +256,9 @@ def _page_read(
 @transaction.atomic
 def _results_store(*, script: Script, page, placed, results: dict[int, dict], engines: Sequence[str]) -> None:
     now = timezone.now()
+    _frames_store(script=script, placed=placed, results=results, engines=engines)
     for box, bbox, _ in placed:
         result = results[box.pk]
-        if "error" not in result:
-            _frames_store(script=script, box=box, frames=result.get("frames", {}), engines=engines)
         if box.is_identity:
             _identity_store(script=script, box=box, result=result, now=now)
             continue
@@ -283,12 +282,16 @@ def _results_store(*, script: Script, page, placed, results: dict[int, dict], en
         answer.save()
 
 
-def _frames_store(*, script: Script, box: AnswerBox, frames: dict, engines: Sequence[str]) -> None:
-    """Keep each engine's frames of this box's ink; an engine that read the box without them (blank,
-    or no frames) leaves none behind, so stale ink is never scored."""
-    BoxFrames.objects.filter(script=script, box=box, engine__in=[e for e in engines if e not in frames]).delete()
-    for engine, found in frames.items():
-        BoxFrames.objects.update_or_create(script=script, box=box, engine=engine, defaults={"data": found.to_bytes()})
+def _frames_store(*, script: Script, placed, results: dict[int, dict], engines: Sequence[str]) -> None:
+    """Keep each engine's frames of the ink of this page's boxes, in two queries: the boxes' old
+    frames go (a box read blank, or by an engine without frames, keeps none, so stale ink is never
+    scored) and the new ones are written."""
+    read = [box for box, _, _ in placed if "error" not in results[box.pk]]
+    BoxFrames.objects.filter(script=script, box__in=read, engine__in=engines).delete()
+    BoxFrames.objects.bulk_create([
+        BoxFrames(script=script, box=box, engine=engine, data=found.to_bytes())
+        for box in read for engine, found in results[box.pk].get("frames", {}).items()
+    ])
 
 
 def _identity_store(*, script: Script, box: AnswerBox, result: dict, now) -> None:

@@ -393,8 +393,6 @@ def _empty_pdf() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="ml/pages.py _pdf_open reads pdfium's last error, which a password-protected "
-                                       "PDF read earlier leaves behind: ask qpdf for the page count first")
 def test_an_empty_pdf_is_called_empty_even_after_a_password_protected_one(world):
     upload = world.url("template_upload")
     world.teacher.post(upload, {"file": SimpleUploadedFile("locked.pdf", _password_protected_pdf())})
