@@ -1,4 +1,4 @@
-"""LoRA training of the VLM (``ml.train``) on a tiny random Qwen2.5-VL.
+"""LoRA training of the VLM (``ml.train``) on a tiny random Qwen2.5-VL, and the bench's model builder.
 
 The model is ``ml.recognition.vlm_tiny``'s (2 layers, hidden size 64); the data folder is made here
 with ``ml.training_data`` from a few synthetic pages, so nothing is downloaded and a run takes seconds.
@@ -6,6 +6,7 @@ with ``ml.training_data`` from a few synthetic pages, so nothing is downloaded a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -193,3 +194,25 @@ def test_resume_continues_from_the_last_checkpoint(tiny, tmp_path):
 def test_resume_without_a_checkpoint_is_refused(tiny, tmp_path):
     config = config_write(tmp_path / "c.yaml", **tiny_settings(tiny, tmp_path / "empty"))
     assert main(["--config", str(config), "--resume"]) == 2
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_vlm", ROOT / "bench" / "vlm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_builds_its_model_and_runs_tiny_on_cpu(tmp_path):
+    bench = _bench()
+    report = tmp_path / "bench.json"
+    assert bench.main(["--tiny", "--batch-sizes", "1", "2", "--new-tokens", "4", "--json", str(report)]) == 0
+    results = json.loads(report.read_text())
+    assert [row["batch_size"] for row in results["generate"]] == [1, 2]
+    assert all(row["pages_per_s"] > 0 and row["boxes_per_s"] > 0 for row in results["generate"])
+    assert results["train_step"]["seconds"] > 0
+    # The 7B's shape, built on the meta device (no memory): Qwen2.5-VL-7B-Instruct has 8.29 B parameters.
+    model = bench.model_build(bench.model_config(tiny=False), device="meta", dtype=torch.bfloat16)
+    assert 8.28e9 < sum(parameter.numel() for parameter in model.parameters()) < 8.30e9
+    if not torch.cuda.is_available():
+        assert bench.main([]) == 2
