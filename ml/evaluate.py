@@ -307,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     engines = list(dict.fromkeys(args.engine))
     if "vlm" in engines and not args.model:
         parser.error("--engine vlm needs --model")
+    for path in (args.model, args.adapter):
+        if path and not Path(path).is_dir():
+            parser.error(f"{path} is not a directory (models are local: nothing is downloaded)")
     folder, split = args.data.parent, args.data.stem
     runs = []
     try:
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                    confidence=False)  # probabilities are not scored; they cost memory
                 runs.append(vlm_run(records=records, folder=folder, config=config))
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # OSError: a missing model or data file
         print(f"error: {error}", file=sys.stderr)
         return 2
     reports = [engine_report(run, worst=args.worst) for run in runs]

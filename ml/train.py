@@ -121,7 +121,7 @@ def config_load(path: Path | str, **overrides: Any) -> TrainConfig:
         data["lora_targets"] = tuple(data["lora_targets"])
     hints = get_type_hints(TrainConfig)
     for key, value in data.items():
-        # YAML 1.1 reads 5e-5 (no dot) as a string; a float setting takes it, and an int, as a number.
+        # YAML 1.1 reads 5e-5 (no dot) as a string and 15 as an int; float settings take both as numbers.
         if hints[key] is float and not isinstance(value, bool):
             try:
                 data[key] = float(value)
@@ -441,6 +441,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
 
     out = Path(config.out)
     folder = Path(config.data)
+    if not Path(config.model_path).is_dir():
+        raise ConfigError(f"model_path {config.model_path} is not a directory (a local model: nothing is downloaded)")
     checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
     if resume and checkpoint is None:
         raise ConfigError(f"--resume: no checkpoint in {out}")
@@ -552,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_load(args.config, data=args.data, out=args.out)
         summary = train(config, resume=args.resume)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, OSError) as error:  # OSError: a missing model, data or output folder
         print(f"error: {error}", file=sys.stderr)
         return 2
     best = f"{summary.best_eval_loss:.4f}" if summary.best_eval_loss is not None else "n/a"

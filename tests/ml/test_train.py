@@ -121,9 +121,27 @@ def test_labels_cover_only_the_answer_and_the_prompt_is_the_engines(tiny):
         learnt = batch["labels"][row][batch["labels"][row] != -100]
         assert tokenizer.decode(learnt) == example.answer + "<|im_end|>"
         assert collator.length(example) == int(batch["attention_mask"][row].sum())
-        prompt = collator.prompt_text(example.prompt)
-        assert prompt.endswith("<|im_start|>assistant\n") and example.prompt in prompt
     assert batch["pixel_values"].shape[0] == int(batch["image_grid_thw"].prod(dim=1).sum())
+
+
+def test_a_training_example_starts_with_exactly_the_engines_input(tiny):
+    from ml.recognition.vlm import HfGenerator, VlmPrompt
+    from ml.train import processor_prepare
+
+    generator = HfGenerator(VlmConfig(model_path=str(tiny["model"]), max_pixels=TINY_PIXELS, max_new_tokens=1,
+                                      device="cpu"))
+    sent = {}
+    generate = generator.model.generate
+    generator.model.generate = lambda **inputs: sent.update(inputs) or generate(**inputs)
+    example = PageDataset(folder=tiny["data"], split="val").examples[0]
+    image = Image.open(example.image_path).convert("RGB")
+    generator([VlmPrompt(image=image, text=example.prompt, size=image.size)])
+    processor = processor_prepare(model_path=str(tiny["model"]), min_pixels=DEFAULT_MIN_PIXELS,
+                                  max_pixels=TINY_PIXELS)
+    row = PageCollator(processor=processor, max_length=1024).encode(example)
+    prompt = int((row["labels"] == -100).sum())
+    assert torch.equal(row["input_ids"][:prompt], sent["input_ids"][0])
+    assert torch.equal(row["pixel_values"], sent["pixel_values"])
 
 
 def test_only_lora_weights_of_the_language_model_train(tiny, tmp_path):
