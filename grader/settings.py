@@ -1,10 +1,13 @@
 """Settings for markdesk, read from the environment (django-environ).
 
 With nothing set, markdesk runs on an embedded default for a single machine: SQLite, a Celery broker
-on the local filesystem and task results in the database, all under ``MARKDESK_VAR_DIR``. Production
-sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` (Redis), ``SECRET_KEY`` and ``DEBUG=off``.
+on the local filesystem and task results in the database, all under ``MARKDESK_VAR_DIR``, with a secret
+key it makes once and keeps there. Production sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL``
+(Redis), ``SECRET_KEY`` and ``DEBUG=off``, and refuses to start without the key.
 """
 
+import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,13 +22,30 @@ if env_file.exists():
     env.read_env(env_file)
 
 DEBUG = env.bool("DEBUG", default=False)
+VAR_DIR = Path(env.str("MARKDESK_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+
+def _embedded_secret_key(var_dir: Path) -> str:
+    """The embedded default's own key: made once, kept under ``var/`` (owner-only), so commands run
+    as the README writes them and sessions survive a restart without anyone choosing a key."""
+    path = var_dir / "secret_key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    SECRET_KEY = "markdesk-insecure-development-key"
-
-VAR_DIR = Path(env.str("MARKDESK_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+    # A server installation (its own database) must be given a key; the embedded default makes one.
+    if env.str("DATABASE_URL", default=""):
+        if not DEBUG:
+            raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        SECRET_KEY = "markdesk-insecure-development-key"
+    else:
+        SECRET_KEY = _embedded_secret_key(VAR_DIR)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -38,10 +38,23 @@ def _settings_in_subprocess(*, script: str = _PRINT_SETTINGS, **environment: str
 
 
 def test_production_settings_refuse_to_load_without_a_secret_key():
-    result = _settings_in_subprocess(DEBUG="off")
+    result = _settings_in_subprocess(DEBUG="off", DATABASE_URL="postgres://markdesk:pw@db.internal:5432/markdesk")
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off." in result.stderr
+
+
+def test_the_embedded_default_makes_its_own_key_once_and_keeps_it_private(tmp_path):
+    script = "from django.conf import settings; import django; django.setup(); print(settings.SECRET_KEY)"
+    first = _settings_in_subprocess(script=script, DEBUG="off", MARKDESK_VAR_DIR=str(tmp_path),
+                                    DJANGO_SETTINGS_MODULE="grader.settings")
+    again = _settings_in_subprocess(script=script, DEBUG="off", MARKDESK_VAR_DIR=str(tmp_path),
+                                    DJANGO_SETTINGS_MODULE="grader.settings")
+
+    assert first.returncode == 0, first.stderr
+    key = first.stdout.strip().splitlines()[-1]
+    assert len(key) >= 50 and again.stdout.strip().splitlines()[-1] == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
 def test_production_settings_take_the_database_broker_and_limits_from_the_environment(tmp_path):
@@ -151,3 +164,18 @@ def test_the_deployment_check_passes_with_the_docker_settings(tmp_path):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_grade_folder_runs_as_the_readme_writes_it_on_a_fresh_embedded_default(tmp_path, demo_folder_for):
+    folder = demo_folder_for(students=2, absent=0, seed=3)
+    environment = {"MARKDESK_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "grader.settings"}
+    assert _python("manage.py", "migrate", "--noinput", **environment).returncode == 0
+    made = _python("manage.py", "shell", "-c",
+                   "from grader.models import User; User.objects.create_superuser('admin', password='x-long-password')",
+                   **environment)
+    assert made.returncode == 0, made.stderr
+
+    result = _python("manage.py", "grade_folder", str(folder), "--out", str(tmp_path / "out"), **environment)
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "results.json").is_file() and "2 scripts" in result.stdout
