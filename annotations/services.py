@@ -111,9 +111,12 @@ def box_save(
             box.parent = parent
             box.order = (parent.steps.aggregate(top=Max("order"))["top"] or 0) + 1
     old_bbox = box.bbox if box.pk else None
+    old_place = (box.page, box.label, tuple(box.bbox)) if box.pk else None
     box.page, box.label, box.bbox, box.updated_by = page, label, candidate.bbox, user
     box.question = None if box.parent_id else _question_for(exam, label)
     box.save()
+    if old_place != (box.page, box.label, tuple(box.bbox)):
+        _box_read_enqueue(box)
     if box.parent_id is None:
         box.steps.update(label=label, page=page)
         if old_bbox is not None and _same_size(old_bbox, box.bbox):
@@ -198,9 +201,12 @@ def boxes_import(
     for incoming_box in incoming:
         label = _label_clean(incoming_box.label)
         box = by_label.get(label) or AnswerBox(exam=exam, label=label)
+        old_place = (box.page, tuple(box.bbox)) if box.pk else None
         box.page, box.bbox, box.updated_by = incoming_box.page, incoming_box.bbox, user
         box.question = _question_for(exam, label)
         box.save()
+        if old_place != (box.page, tuple(box.bbox)):
+            _box_read_enqueue(box)
         box.steps.all().delete()
         for order, step in enumerate(incoming_box.steps, start=1):
             AnswerBox.objects.create(
@@ -294,6 +300,13 @@ def adjustment_save(*, script: Script, box: AnswerBox, bbox: Sequence[float], us
 @transaction.atomic
 def adjustment_reset(*, script: Script, box: AnswerBox) -> None:
     BoxAdjustment.objects.filter(script=script, box=box).delete()
+
+
+def _box_read_enqueue(box: AnswerBox) -> None:
+    """Reading follows the boxes: a new or moved box is read on every script the exam has."""
+    from grader.reading.services import box_read_enqueue
+
+    box_read_enqueue(box=box)
 
 
 def box_reread_enqueue(*, script: Script, box: AnswerBox) -> None:

@@ -631,6 +631,19 @@ def questions_resuggest_enqueue(*, question_ids: Sequence[int]) -> int:
     return len(question_ids)
 
 
+def box_read_enqueue(*, box: AnswerBox) -> int:
+    """Queue reading a new or moved box on every script once the change is committed; returns how
+    many scripts. The box editor calls this for exactly the boxes a change touched."""
+    from .tasks import script_box_read_task
+
+    if box.parent_id is not None:
+        return 0  # steps are not read on their own
+    script_ids = list(Script.objects.filter(exam_id=box.exam_id).values_list("pk", flat=True))
+    box_id = box.pk
+    transaction.on_commit(lambda: [script_box_read_task.delay(script_id, box_id) for script_id in script_ids])
+    return len(script_ids)
+
+
 def question_read_enqueue(*, question: Question) -> int:
     """Queue reading one question's box again on every script of its exam (suggestions follow); returns how many."""
     from .tasks import script_box_read_task

@@ -23,8 +23,11 @@ def script_read_task(script_id: int) -> int:
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
 def script_box_read_task(script_id: int, box_id: int) -> int:
-    """Read one box of one script again, e.g. after a teacher moved it on that script."""
-    return services.script_read(script_id=script_id, box_ids=[box_id])
+    """Read one box of one script (again), e.g. after it was drawn, or moved on the template or that script."""
+    read = services.script_read(script_id=script_id, box_ids=[box_id])
+    # A NAME, ID or CLASS box read on the last script completes what identity matching needs.
+    services.exam_identity_match_when_read(script_id=script_id)
+    return read
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)

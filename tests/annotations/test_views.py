@@ -628,3 +628,42 @@ def test_the_api_refuses_get_on_post_urls(owner, world):
 
     for url, _body in posts:
         assert owner.get(url).status_code == 405, url
+
+
+# ---------------------------------------------------------------- reading follows the boxes
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """(script id, box id) of every box read the editor queues."""
+    from grader.reading import tasks
+
+    calls = []
+    monkeypatch.setattr(tasks.script_box_read_task, "delay", lambda script_id, box_id: calls.append((script_id, box_id)))
+    return calls
+
+
+def test_a_box_drawn_on_an_exam_with_scripts_is_read_on_every_script(owner, exam, pages, queued,
+                                                                     django_capture_on_commit_callbacks):
+    scripts = [baker.make(Script, exam=exam, number=n) for n in (1, 2, 3)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        save(owner, exam, page=0, bbox=[100, 200, 500, 300], label="Q1")
+
+    made = AnswerBox.objects.get(exam=exam)
+    assert sorted(queued) == sorted((script.pk, made.pk) for script in scripts)
+
+
+def test_moving_a_box_reads_it_again_but_saving_it_unchanged_or_adding_a_step_reads_nothing(
+        owner, exam, pages, queued, django_capture_on_commit_callbacks):
+    script = baker.make(Script, exam=exam, number=1)
+    question = box(exam, "Q1", (100, 200, 500, 400))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        save(owner, exam, id=question.pk, page=0, bbox=[100, 200, 500, 400], label="Q1")
+        save(owner, exam, page=0, bbox=[110, 210, 300, 300], label="Q1", parent=question.pk)
+    assert queued == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        save(owner, exam, id=question.pk, page=0, bbox=[120, 200, 520, 400], label="Q1")
+    assert queued == [(script.pk, question.pk)]
