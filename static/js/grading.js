@@ -9,6 +9,8 @@
   "use strict";
 
   const RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+  const NUMPAD = { Numpad0: "0", Numpad1: "1", Numpad2: "2", Numpad3: "3", Numpad4: "4", Numpad5: "5", Numpad6: "6",
+                   Numpad7: "7", Numpad8: "8", Numpad9: "9", NumpadDecimal: "." };
   let lastRow = null; // the row (tbody) the teacher last worked in
 
   const scoreBoxes = () => Array.from(document.querySelectorAll("input.grading-score"));
@@ -44,6 +46,29 @@
     setState(input, "saving…", "grading-sending");
     htmx.process(input); // a row swapped in a moment ago may not be wired up yet
     htmx.trigger(input, "gradesave");
+  }
+
+  // A row's box is unscored while it holds no saved teacher score (a suggestion is only a placeholder).
+  const unscored = (box) => !box.readOnly && (box.dataset.saved || "") === "" && box.value.trim() === "";
+
+  function announce(text) {
+    const region = document.getElementById("grading-announce");
+    if (region) { region.textContent = ""; window.setTimeout(() => { region.textContent = text; }, 50); }
+  }
+
+  /* "12 / 28 scored" under the heading; once every row has a score, "Question done" and the way on. */
+  function countUpdate(reached) {
+    const count = document.getElementById("grading-count");
+    if (!count) return;
+    const boxes = rowBoxes();
+    const done = boxes.filter((box) => !unscored(box)).length;
+    let text = `${done} / ${boxes.length} scored`;
+    if (boxes.length && done === boxes.length) {
+      const next = count.dataset.nextLabel;
+      text = `Question done: all ${boxes.length} scored.` + (next ? ` Press ] for ${next}.` : " That was the last question.");
+      if (reached) announce(text);
+    }
+    count.textContent = text;
   }
 
   function move(input, step) {
@@ -125,18 +150,28 @@
     const inBox = target.matches && target.matches("input.grading-score");
     if (!inBox && target.matches && target.matches("input, textarea, select")) return;
 
-    if (inBox && key === "Enter") {
+    if (inBox && (key === "Enter" || event.code === "NumpadEnter")) {
       event.preventDefault();
       if (target.value.trim() === "" && target.placeholder && !target.readOnly) target.value = target.placeholder;
       save(target);
-      move(target, 1);
+      // On to the next box still without a score (wrapping round); when none is left, say so.
+      if (!nextMatching(target, (box) => box !== target && unscored(box))) countUpdate(true);
+      return;
+    }
+    // The number pad types digits with NumLock off too (it would send End, arrows and Enter).
+    const pad = NUMPAD[event.code];
+    if (inBox && pad !== undefined && key !== pad) {
+      event.preventDefault();
+      const start = target.selectionStart ?? target.value.length, end = target.selectionEnd ?? target.value.length;
+      target.value = target.value.slice(0, start) + pad + target.value.slice(end);
+      target.setSelectionRange(start + 1, start + 1);
       return;
     }
     if (key.length !== 1) return; // Tab, arrows, Backspace… behave as usual
     if (inBox && /[0-9.,]/.test(key)) return; // typing a score
     const current = inBox ? target : (currentRow() && currentRow().querySelector("input.grading-score"));
     const handled = {
-      n: () => nextMatching(current, (box) => box.value.trim() === ""),
+      n: () => nextMatching(current, (box) => box !== current && unscored(box)),
       f: () => nextMatching(current, (box) => rowOf(box).classList.contains("grading-flagged")),
       "[": () => goQuestion("prev"),
       "]": () => goQuestion("next"),
@@ -188,6 +223,7 @@
   });
 
   document.addEventListener("keydown", onKey);
+  document.addEventListener("gradingReady", () => countUpdate(false));
   document.addEventListener("focusin", (event) => {
     if (event.target.matches && event.target.matches("input.grading-score")) {
       lastRow = rowOf(event.target) || lastRow;
@@ -208,10 +244,15 @@
 
   // Refusals (422) and stale saves (409) come back as the row with its message: show them.
   let focusedId = null; // the focused element's id before a swap, to focus its replacement after it
+  const refusedValue = new Map(); // row id -> the score the server refused, put back after the swap
   document.addEventListener("htmx:beforeSwap", (event) => {
     focusedId = document.activeElement ? document.activeElement.id : null;
     const status = event.detail.xhr.status;
     if (status === 409 || status === 422) { event.detail.shouldSwap = true; event.detail.isError = false; }
+    const sender = event.detail.requestConfig && event.detail.requestConfig.elt; // detail.elt is the target
+    if (status === 422 && sender && sender.matches && sender.matches("input.grading-score")) {
+      refusedValue.set(rowOf(sender).id, sender.dataset.sent || sender.value);
+    }
   });
   const failed = (event) => {
     const elt = event.detail.elt;
@@ -226,7 +267,18 @@
   });
   let pendingRevertFocus = null; // the row whose newest Revert button h asked to focus once its history shows
   document.addEventListener("htmx:afterSettle", (event) => {
+    countUpdate(false);
     const row = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("tbody.grading-row") : null;
+    // A refused score keeps the teacher on its box, with what they typed, and is said aloud.
+    if (row && row.classList.contains("grading-refused")) {
+      const box = row.querySelector("input.grading-score");
+      const message = row.querySelector(".grading-state");
+      if (box && refusedValue.has(row.id)) box.value = refusedValue.get(row.id);
+      refusedValue.delete(row.id);
+      focusBox(box);
+      if (message) announce(message.textContent);
+      return;
+    }
     const fresh = row ? row : (lastRow && document.getElementById(lastRow.id));
     if (fresh && fresh.id) lastRow = fresh;
     if (pendingRevertFocus && row && row.id === pendingRevertFocus) {
@@ -240,6 +292,12 @@
       if (again) { again.focus(); if (again.select) again.select(); }
       else if (fresh) focusBox(fresh.querySelector("input.grading-score"));
     }
+    // After a group is scored the page is drawn again: go on from where the teacher was to a box
+    // still without a score, never back to one the group just scored.
+    const swapped = event.detail.elt;
+    const now = document.activeElement;
+    if (swapped && swapped.id === "grading-main" && now && now.matches && now.matches("input.grading-score")
+        && !unscored(now) && !nextMatching(now, (box) => box !== now && unscored(box))) countUpdate(true);
   });
   // A saved score or text is evidence for answers that read or fit the same: the server sends their
   // new suggestions, written into those rows in place so a box being typed in is never replaced.
@@ -270,9 +328,13 @@
   });
 })();
 
-/* On arrival, focus the row named in the address (#answer-12, from the completeness page) or the first score box. */
+/* On arrival, focus the row named in the address (#answer-12, from the completeness page), else the first
+ * group or row still without a score, else the first box. */
 document.addEventListener("DOMContentLoaded", () => {
   const named = window.location.hash.match(/^#answer-(\d+)$/);
-  const box = (named && document.getElementById("score-" + named[1])) || document.querySelector("input.grading-score");
+  const boxes = Array.from(document.querySelectorAll("input.grading-score"));
+  const open = boxes.find((box) => !box.readOnly && (box.dataset.saved || "") === "" && box.value.trim() === "");
+  const box = (named && document.getElementById("score-" + named[1])) || open || boxes[0];
   if (box) { box.focus(); box.select(); }
+  document.dispatchEvent(new Event("gradingReady"));
 });

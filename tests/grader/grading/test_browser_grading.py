@@ -80,12 +80,16 @@ def test_a_teacher_grades_a_question_with_the_keyboard_only(page, live_server, r
     expect(page.locator(f"#answer-{alone.pk}")).to_contain_text("Text saved")
     expect(alone_box).to_be_focused()
 
-    # A digit types a different score than the (new) suggestion; Enter saves it and moves on.
+    # A digit types a different score than the (new) suggestion; Enter saves it and, every row now
+    # having a score, says the question is done instead of moving on.
     alone.refresh_from_db()
     other = "0" if alone.suggested_score else top
     type_(other)
     press("Enter")
     expect(page.locator(f"#answer-{alone.pk} .grading-state")).to_contain_text("saved")
+    expect(page.locator("#grading-count")).to_contain_text("Question done: all 3 scored.")
+    expect(alone_box).to_be_focused()
+    press("Tab")
     expect(first_box).to_be_focused()
 
     # h: the history of the group's first member, its newest Revert focused; Enter reverts the group's score.

@@ -47,3 +47,41 @@ def test_a_part_mark_is_suggested_at_once_for_an_answer_that_reads_nearly_the_sa
     expect(page.locator(f"#answer-{Answer.objects.get(script__number=2).pk}")).to_contain_text("like script 1")
     expect(page.locator(f"#answer-{Answer.objects.get(script__number=3).pk}")).to_contain_text("rule: similarity")
     expect(second).to_be_focused()
+
+
+def _login(page, live_server, question):
+    page.goto(f"{live_server.url}/accounts/login/?next=/exams/{question.exam_id}/grade/{question.pk}/")
+    page.get_by_label("Username").fill("imani")
+    page.get_by_label("Password").fill("a-long-password")
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_the_number_pad_types_scores_with_numlock_off_and_a_refused_score_keeps_the_focus(page, live_server, question):
+    from playwright.sync_api import expect
+
+    _login(page, live_server, question)
+    first = page.get_by_label("Q1 score for script 1", exact=True)
+    expect(first).to_be_focused()
+    expect(page.locator("#grading-count")).to_have_text("0 / 3 scored")
+
+    # NumLock off: the pad's 5 arrives as "Clear"/arrow keys; the code still names the digit.
+    def pad(key, code):
+        page.evaluate("(args) => document.activeElement.dispatchEvent(new KeyboardEvent("
+                      "'keydown', {key: args[0], code: args[1], bubbles: true, cancelable: true}))", [key, code])
+
+    pad("Clear", "Numpad5")
+    expect(first).to_have_value("5")
+    pad("Enter", "NumpadEnter")
+
+    # 5 on a 1-mark question is refused: the box keeps the focus and what was typed, and says why.
+    row = page.locator(f"#answer-{Answer.objects.get(script__number=1).pk}")
+    expect(row).to_contain_text("above the maximum")
+    expect(first).to_be_focused()
+    expect(first).to_have_value("5")
+    expect(page.locator("#grading-announce")).to_contain_text("above the maximum")
+
+    page.keyboard.press("Backspace")
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    expect(page.locator("#grading-count")).to_have_text("1 / 3 scored")
+    expect(page.get_by_label("Q1 score for script 2", exact=True)).to_be_focused()
