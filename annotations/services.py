@@ -41,7 +41,7 @@ class BoxRejected(ValueError):
 
 
 class BoxNeedsConfirmation(BoxRejected):
-    """The change would affect scored work; it is made only when the teacher confirms."""
+    """The change would affect scored work or the answer key; it is made only when the teacher confirms."""
 
 
 def _page_sizes(exam: Exam) -> list[tuple[int, int]]:
@@ -60,14 +60,19 @@ def _label_problem(label: str) -> str | None:
     return f"Unknown label {label!r}: use NAME, ID, CLASS or a question label like Q1, Q2a or 3 (letters, digits, at most 32)."
 
 
-def _question_for(exam: Exam, label: str) -> Question | None:
-    """The answer-key question a box label stands for, created when the key does not have it yet."""
+def _question_for(exam: Exam, label: str, *, add: bool = True) -> Question | None:
+    """The answer-key question a box label stands for, created (worth 1 mark, to be filled in on the
+    key) when the key does not have it yet and ``add`` allows; BoxNeedsConfirmation otherwise, so a
+    typo in a label never silently grows the key."""
     if label in RESERVED_LABELS:
         return None
     question = exam.questions.filter(label=label).first()
     if question is None:
+        if not add:
+            raise BoxNeedsConfirmation([f"{label} is not in the answer key. Add {label} to the key as a new "
+                                        "question worth 1 mark (fill in its answer on the answer key)?"])
         order = (exam.questions.aggregate(top=Max("order"))["top"] or 0) + 1
-        question = Question.objects.create(exam=exam, label=label, order=order)
+        question = Question.objects.create(exam=exam, label=label, order=order, created_with_box=True)
     return question
 
 
@@ -81,8 +86,13 @@ def box_save(
     user: User | None,
     box: AnswerBox | None = None,
     parent: AnswerBox | None = None,
+    add_question: bool = False,
 ) -> AnswerBox:
-    """Create or update a box (template pixels). A step box (``parent`` given) takes its parent's label."""
+    """Create or update a box (template pixels). A step box (``parent`` given) takes its parent's label.
+
+    A question label the answer key does not have raises BoxNeedsConfirmation unless ``add_question``:
+    then the question is added, and goes again with the box (``box_delete``).
+    """
     Exam.objects.select_for_update().get(pk=exam.pk)
     sizes = _page_sizes(exam)
     if parent is not None:
@@ -113,7 +123,7 @@ def box_save(
     old_bbox = box.bbox if box.pk else None
     old_place = (box.page, box.label, tuple(box.bbox)) if box.pk else None
     box.page, box.label, box.bbox, box.updated_by = page, label, candidate.bbox, user
-    box.question = None if box.parent_id else _question_for(exam, label)
+    box.question = None if box.parent_id else _question_for(exam, label, add=add_question)
     box.save()
     if old_place != (box.page, box.label, tuple(box.bbox)):
         _box_read_enqueue(box)
@@ -135,7 +145,8 @@ def _same_size(a: Sequence[int], b: Sequence[int]) -> bool:
 
 @transaction.atomic
 def box_delete(*, box: AnswerBox, confirm: bool = False) -> None:
-    """Delete a box with its steps and per-script adjustments; its question and scores stay.
+    """Delete a box with its steps and per-script adjustments; its question and scores stay, except a
+    question the box itself added to the key with no teacher score yet, which goes too.
 
     A question box whose answers already have teacher scores is only deleted with ``confirm``.
     """
@@ -146,10 +157,15 @@ def box_delete(*, box: AnswerBox, confirm: bool = False) -> None:
             raise BoxNeedsConfirmation(
                 [f"{scored} answer(s) to {box.label} already have scores. Delete the box anyway? The scores are kept."]
             )
+    question_id = box.question_id if box.parent_id is None else None
     box.delete()
     if box.parent_id:
         for order, step in enumerate(AnswerBox.objects.filter(parent_id=box.parent_id).order_by("order"), start=1):
             AnswerBox.objects.filter(pk=step.pk).update(order=order)
+    # A question the box added to the key goes with it, unless a teacher has scored its answers.
+    Question.objects.filter(pk=question_id, created_with_box=True, boxes=None).exclude(
+        answers__score__isnull=False
+    ).delete()
 
 
 def _boxes_parse(*, exam: Exam, fmt: BoxFormat, data: str | bytes, page: int | None) -> list[box_tools.AnswerBox]:
@@ -369,16 +385,19 @@ def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
 
 @transaction.atomic
 def suggestion_decide(
-    *, suggestion: SuggestedBox, accept: bool, label: str, bbox: Sequence[float] | None, user: User | None
+    *, suggestion: SuggestedBox, accept: bool, label: str, bbox: Sequence[float] | None, user: User | None,
+    add_question: bool = False,
 ) -> AnswerBox | None:
-    """Accept a suggestion as a labelled box (optionally adjusted), or reject it."""
+    """Accept a suggestion as a labelled box (optionally adjusted), or reject it; a label not in the key
+    asks first, as in ``box_save``."""
     if not accept:
         suggestion.status = SuggestedBox.Status.REJECTED
         suggestion.save(update_fields=["status"])
         return None
     if not label.strip():
         raise BoxRejected(["Give the box a label (NAME, ID, CLASS or a question such as Q3)."])
-    box = box_save(exam=suggestion.exam, page=suggestion.page, bbox=bbox or suggestion.bbox, label=label, user=user)
+    box = box_save(exam=suggestion.exam, page=suggestion.page, bbox=bbox or suggestion.bbox, label=label, user=user,
+                   add_question=add_question)
     suggestion.status = SuggestedBox.Status.ACCEPTED
     suggestion.save(update_fields=["status"])
     return box

@@ -58,6 +58,9 @@ def _bbox(value) -> list[float]:
 
 
 def _problems(error: services.BoxRejected, status: int = 400) -> JsonResponse:
+    if isinstance(error, services.BoxNeedsConfirmation):
+        # The editor asks the teacher, then sends the same change again with the confirmation.
+        return JsonResponse({"problems": error.problems, "confirm": True}, status=409)
     return JsonResponse({"problems": error.problems}, status=status)
 
 
@@ -85,7 +88,8 @@ def box_list(request: HttpRequest, exam_id: int) -> JsonResponse:
 @login_required
 @require_POST
 def box_save(request: HttpRequest, exam_id: int) -> JsonResponse:
-    """Create (no ``id``) or update a box: ``{"id"?, "page", "bbox", "label", "parent"?}``."""
+    """Create (no ``id``) or update a box: ``{"id"?, "page", "bbox", "label", "parent"?, "add_question"?}``;
+    a label the answer key lacks answers 409 ``{"problems", "confirm": true}`` until ``add_question`` is true."""
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     try:
         body = _json_body(request)
@@ -104,6 +108,7 @@ def box_save(request: HttpRequest, exam_id: int) -> JsonResponse:
             user=request.user,
             box=box,
             parent=parent,
+            add_question=body.get("add_question") is True,
         )
     except services.BoxRejected as error:
         return _problems(error)
@@ -236,6 +241,7 @@ def suggestion_decide(request: HttpRequest, exam_id: int, suggestion_id: int) ->
             label=str(body.get("label") or ""),
             bbox=_bbox(body["bbox"]) if body.get("bbox") else None,
             user=request.user,
+            add_question=body.get("add_question") is True,
         )
     except services.BoxRejected as error:
         return _problems(error)

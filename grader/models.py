@@ -131,6 +131,9 @@ class Question(models.Model):
     order = models.PositiveIntegerField(default=0)
     answer = models.TextField(blank=True)
     accept = models.JSONField(default=list, blank=True)
+    created_with_box = models.BooleanField(
+        default=False, help_text="Added to the key by drawing its box; deleting the box removes it again."
+    )
     max_score = models.DecimalField(
         max_digits=6, decimal_places=2, default=Decimal("1"), validators=[MinValueValidator(Decimal("0"))]
     )

@@ -301,6 +301,17 @@
 
   function editorStart(root) {
     const kit = BoxKit;
+
+    /* Send a box; when its label is not in the answer key the server asks (409, confirm): the teacher
+     * says yes and it is sent again with the question added, or no and nothing changes. */
+    async function postBox(url, body) {
+      const result = await kit.post(url, body);
+      if (result.status !== 409 || !result.data.confirm) return result;
+      if (!window.confirm(result.data.problems.join("\n"))) {
+        return { ok: false, status: 409, data: { problems: ["Not saved: the label is not in the answer key."] } };
+      }
+      return kit.post(url, { ...body, add_question: true });
+    }
     const state = JSON.parse(document.getElementById("editor-state").textContent);
     const canChange = root.dataset.canChange === "true";
     const urls = { save: root.dataset.saveUrl, remove: root.dataset.deleteUrl, decide: root.dataset.decideUrl };
@@ -611,7 +622,7 @@
         const body = { id, page: current.page, bbox: [...current.bbox], label: current.label };
         if (current.parent) body.parent = current.parent;
         current.sending = body.bbox;
-        const result = await kit.post(urls.save, body);
+        const result = await postBox(urls.save, body);
         if (!result.ok) {
           delete current.sending;
           later.cancel(id);
@@ -689,7 +700,7 @@
       pending.committing = true;
       status.saving();
       return queue.run(async () => {
-        const result = await kit.post(urls.save, { page: pending.page, bbox: pending.bbox, label: pending.label });
+        const result = await postBox(urls.save, { page: pending.page, bbox: pending.bbox, label: pending.label });
         pending.committing = false;
         if (!result.ok) {
           // The unsaved box stays (dashed) so the teacher can correct its label or delete it.
@@ -796,7 +807,8 @@
 
     async function recreate(snapshot) {
       const { box, steps } = snapshot;
-      const body = { page: box.page, bbox: box.bbox, label: box.label };
+      // Undoing a delete brings back the question the box took with it, without asking again.
+      const body = { page: box.page, bbox: box.bbox, label: box.label, add_question: true };
       if (box.parent) body.parent = resolve(box.parent);
       const result = await queue.run(() => kit.post(urls.save, body));
       if (!result.ok) {
@@ -861,7 +873,7 @@
         body = { accept: true, label: label.trim() };
       }
       status.saving();
-      const result = await queue.run(() => kit.post(kit.urlWithId(urls.decide, suggestion.id), body));
+      const result = await queue.run(() => postBox(kit.urlWithId(urls.decide, suggestion.id), body));
       if (!result.ok) {
         status.error(result.data.problems);
         return;

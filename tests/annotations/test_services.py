@@ -57,7 +57,8 @@ def _demo_annotations_json() -> str:
 
 
 def test_deleting_a_box_whose_answers_have_scores_needs_confirmation(scanned_exam, teacher, client_for):
-    box = box_services.box_save(exam=scanned_exam, page=0, bbox=(100, 100, 400, 200), label="Q1", user=teacher)
+    box = box_services.box_save(exam=scanned_exam, page=0, bbox=(100, 100, 400, 200), label="Q1", user=teacher,
+                                add_question=True)
     baker.make(Answer, script=scanned_exam.scripts.first(), question=box.question, score=Decimal("1"))
     client = client_for(teacher)
     url = reverse("box_delete", args=[scanned_exam.pk, box.pk])

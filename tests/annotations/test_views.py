@@ -43,7 +43,8 @@ def post_json(client, url, body):
 
 
 def save(client, exam, **body):
-    return post_json(client, reverse("box_save", args=[exam.pk]), body)
+    """Save a box, saying yes when its label would add a question to the key (unless told otherwise)."""
+    return post_json(client, reverse("box_save", args=[exam.pk]), {"add_question": True, **body})
 
 
 def snapshot(exam) -> list[tuple]:
@@ -57,6 +58,30 @@ def tops(exam) -> dict[str, tuple[int, tuple[int, int, int, int]]]:
 
 
 # ---------------------------------------------------------------- saving boxes
+
+
+def test_a_box_labelled_with_a_question_the_key_lacks_asks_before_adding_it(owner, exam, pages):
+    before = snapshot(exam)
+
+    response = save(owner, exam, page=0, bbox=[100, 200, 500, 300], label="Q13", add_question=False)
+
+    assert response.status_code == 409 and response.json()["confirm"] is True
+    assert "Q13 is not in the answer key" in response.json()["problems"][0]
+    assert snapshot(exam) == before
+
+
+def test_a_question_added_by_drawing_its_box_goes_when_the_box_is_deleted(owner, exam, pages):
+    kept = baker.make(Question, exam=exam, label="Q1", order=1)
+    save(owner, exam, page=0, bbox=[100, 200, 500, 300], label="Q1")
+    save(owner, exam, page=0, bbox=[100, 400, 500, 500], label="Q13")
+    drawn = AnswerBox.objects.get(exam=exam, label="Q13")
+    assert Question.objects.get(exam=exam, label="Q13").created_with_box
+
+    for made in AnswerBox.objects.filter(exam=exam):
+        post_json(owner, reverse("box_delete", args=[exam.pk, made.pk]), {})
+
+    assert list(Question.objects.filter(exam=exam)) == [kept]
+    assert not AnswerBox.objects.filter(pk=drawn.pk).exists()
 
 
 def test_saving_a_new_box_creates_it_and_its_question(owner, exam, pages, teacher):
@@ -434,7 +459,8 @@ def test_accepting_a_suggestion_makes_a_labelled_box_and_rejecting_hides_it(owne
     first = baker.make(SuggestedBox, exam=exam, page=0, x1=100, y1=200, x2=400, y2=300, source="frame")
     second = baker.make(SuggestedBox, exam=exam, page=0, x1=100, y1=400, x2=400, y2=500, source="ink")
 
-    accepted = post_json(owner, reverse("suggestion_decide", args=[exam.pk, first.pk]), {"accept": True, "label": "Q4"})
+    accepted = post_json(owner, reverse("suggestion_decide", args=[exam.pk, first.pk]),
+                         {"accept": True, "label": "Q4", "add_question": True})
     rejected = post_json(owner, reverse("suggestion_decide", args=[exam.pk, second.pk]), {"accept": False})
 
     assert accepted.status_code == 200 and accepted.json()["box"]["label"] == "Q4"
