@@ -138,6 +138,16 @@
       if (key === "Enter") { event.preventDefault(); const form = target.form; focusBox(box); htmx.trigger(form, "submit"); }
       return;
     }
+    // Choosing an answer to pull out of a group: arrows move along its members, Escape goes back.
+    if (target.matches("button.grading-pullout")) {
+      const group = target.closest("tr.grading-group");
+      const buttons = Array.from(group.querySelectorAll("button.grading-pullout"));
+      const index = buttons.indexOf(target);
+      const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[key];
+      if (step && buttons[index + step]) { event.preventDefault(); buttons[index + step].focus(); }
+      if (key === "Escape" || key === "p") { event.preventDefault(); focusBox(group.querySelector("input.grading-score")); }
+      return;
+    }
     // In the history: arrows move between Revert buttons, Escape goes back.
     if (target.matches("button.grading-revert")) {
       const buttons = Array.from(row.querySelectorAll("button.grading-revert"));
@@ -176,6 +186,11 @@
       "[": () => goQuestion("prev"),
       "]": () => goQuestion("next"),
       "?": toggleKeys,
+      p: () => {
+        const group = target.closest && target.closest("tr.grading-group");
+        const first = group && group.querySelector("button.grading-pullout");
+        if (first) first.focus();
+      },
       z: () => { const r = rowOf(current); if (r) r.classList.toggle("grading-zoomed"); },
       w: () => openPage(rowOf(current)),
       e: () => {

@@ -62,9 +62,11 @@ def test_a_teacher_grades_a_question_with_the_keyboard_only(page, live_server, r
     alone_box = page.get_by_label(f"{question.label} score for script {alone.script.number}", exact=False)
     first_box = page.get_by_label(f"{question.label} score for script {first.script.number}", exact=False)
 
-    # The group's box has the focus on arrival: the top mark for both, then Enter (on to the first row).
+    # The group's box has the focus on arrival, with both members' handwriting beside it: the top mark
+    # for both, then Enter (on to the first row).
     group_box = page.get_by_label(f"{question.label} score for the group")
     expect(group_box).to_be_focused()
+    expect(page.locator("tr.grading-group img.grading-member-crop")).to_have_count(2)
     type_(top)
     press("Enter")
     expect(page.get_by_role("status").filter(has_text="Scored 2 answer(s)")).to_be_visible()

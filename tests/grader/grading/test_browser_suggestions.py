@@ -85,3 +85,22 @@ def test_the_number_pad_types_scores_with_numlock_off_and_a_refused_score_keeps_
     page.keyboard.press("Enter")
     expect(page.locator("#grading-count")).to_have_text("1 / 3 scored")
     expect(page.get_by_label("Q1 score for script 2", exact=True)).to_be_focused()
+
+
+def test_p_pulls_an_answer_out_of_its_group_with_the_keyboard(page, live_server, question):
+    from playwright.sync_api import expect
+
+    Answer.objects.filter(script__number=2).update(text="nucleus membrane",
+                                                   readings={"easyocr": {"text": "nucleus membrane", "confidence": 0.9}})
+    _login(page, live_server, question)
+    group_box = page.get_by_label("Q1 score for the group", exact=False)
+    expect(group_box).to_be_focused()
+
+    page.keyboard.press("p")
+    expect(page.get_by_role("button", name="Pull script 1 out of this group")).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("button", name="Pull script 2 out of this group")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page.locator("tr.grading-group")).to_have_count(0)
+    assert Answer.objects.get(script__number=2).group_override.detached
