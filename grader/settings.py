@@ -221,8 +221,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Without an SMTP server, each email is written as a file under var/mail/ (an .eml any mail reader opens).
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="filemail://")
 vars().update(EMAIL_CONFIG)
-if EMAIL_CONFIG["EMAIL_BACKEND"].endswith(".filebased.EmailBackend") and not EMAIL_CONFIG.get("EMAIL_FILE_PATH"):
-    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+if EMAIL_CONFIG["EMAIL_BACKEND"].endswith(".filebased.EmailBackend"):
+    EMAIL_BACKEND = "grader.mailfiles.EmlFileBackend"
+    EMAIL_FILE_PATH = EMAIL_CONFIG.get("EMAIL_FILE_PATH") or str(VAR_DIR / "mail")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="markdesk <markdesk@localhost>")
 
 # Readings with a confidence under this are flagged for the teacher to check.

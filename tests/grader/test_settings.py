@@ -98,7 +98,7 @@ def test_the_embedded_default_needs_no_server(tmp_path):
     assert loaded["name"] == str(tmp_path / "markdesk.sqlite3")
     assert loaded["broker"] == "filesystem://"
     assert (tmp_path / "broker" / "queue").is_dir()
-    assert loaded["email"] == ["filebased", str(tmp_path / "mail")]  # emails become .eml files, no SMTP server
+    assert loaded["email"] == ["mailfiles", str(tmp_path / "mail")]  # emails become .eml files, no SMTP server
     assert loaded["logins"] == [10, 900.0, ["username", "ip_address"], 0]
     assert loaded["imports"] == [10_000, 100]
 
@@ -179,3 +179,24 @@ def test_grade_folder_runs_as_the_readme_writes_it_on_a_fresh_embedded_default(t
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "results.json").is_file() and "2 scripts" in result.stdout
+
+
+def test_without_smtp_each_email_is_its_own_eml_file_a_mail_reader_opens(tmp_path):
+    import email
+
+    from django.core.mail import EmailMessage
+
+    from grader.mailfiles import EmlFileBackend
+
+    backend = EmlFileBackend(file_path=str(tmp_path))
+    message = EmailMessage("Your scored script", "Well done.", to=["ada@students.example.org"])
+    message.attach("S1001.pdf", b"%PDF-1.7 test", "application/pdf")
+
+    assert backend.send_messages([message, EmailMessage("Second", "Hi", to=["bo@students.example.org"])]) == 2
+
+    files = sorted(tmp_path.glob("*.eml"))
+    assert len(files) == 2 and all(path.stat().st_mode & 0o777 == 0o600 for path in files)
+    parsed = [email.message_from_bytes(path.read_bytes()) for path in files]
+    first = next(p for p in parsed if p["To"] == "ada@students.example.org")
+    assert first["Subject"] == "Your scored script"
+    assert [part.get_filename() for part in first.walk() if part.get_filename()] == ["S1001.pdf"]
