@@ -101,6 +101,10 @@ class WrittenIdentity:
     # A CTC engine's frames per box ("name", "id", "class"): when there are any, candidates are
     # scored against the ink rather than the readings (see the module docstring).
     frames: Mapping[str, Frames] = field(default_factory=dict, compare=False, repr=False)
+    # The same evidence from an engine that scored the roster itself (the VLM's likelihood of each
+    # student's text): box -> student ID -> (log-likelihood in nats, gap in nats per character).
+    candidate_fits: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict, compare=False,
+                                                                             repr=False)
 
 
 @dataclass(frozen=True)
@@ -293,8 +297,8 @@ _FIT_WEIGHTS = {"name": 1.0, "id": 1.0, "class": 0.5}
 
 def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry],
              config: IdentityConfig) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """For each script row with frames: (posterior over the roster, log-likelihoods, the gap per
-    character of the name, or of the ID without a name box)."""
+    """For each script row with frames or candidate fits: (posterior over the roster, log-likelihoods,
+    the gap per character of the name, or of the ID without a name box)."""
     if not roster:
         return {}
     candidates = {
@@ -308,8 +312,7 @@ def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry
     flat = {box: [text for texts in candidates[box] for text in texts] for box in boxes}
     fits = frames_fit(frames=[written[row].frames[box] for row, box in jobs],
                       candidates=[flat[box] for _, box in jobs])
-    likelihoods: dict[int, np.ndarray] = {}
-    gaps: dict[int, dict[str, np.ndarray]] = {}
+    evidence: list[tuple[int, str, np.ndarray, np.ndarray]] = []
     for (row, box), box_fits in zip(jobs, fits, strict=True):
         best_ll, best_gap = np.full(len(roster), -np.inf), np.full(len(roster), np.inf)
         position = 0
@@ -318,6 +321,17 @@ def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry
             position += len(texts)
             best = max(own, key=lambda fit: fit.log_likelihood)
             best_ll[column], best_gap[column] = best.log_likelihood, best.gap
+        evidence.append((row, box, best_ll, best_gap))
+    for row, identity in enumerate(written):
+        for box in boxes:
+            scored = identity.candidate_fits.get(box)
+            if box in identity.frames or not scored:
+                continue
+            pairs = [scored.get(entry.student_id, (-np.inf, np.inf)) for entry in roster]
+            evidence.append((row, box, np.array([ll for ll, _ in pairs], float), np.array([g for _, g in pairs], float)))
+    likelihoods: dict[int, np.ndarray] = {}
+    gaps: dict[int, dict[str, np.ndarray]] = {}
+    for row, box, best_ll, best_gap in evidence:
         finite = np.isfinite(best_ll)
         if not finite.any():  # nobody's text can be spelt by the recogniser: no evidence either way
             continue
@@ -332,6 +346,31 @@ def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry
         gap = gaps[row].get("name", gaps[row].get("id", np.full(len(roster), np.inf)))
         fitted[row] = (posterior, total, gap)
     return fitted
+
+
+def roster_texts(*, roster: Sequence[RosterEntry], box: str) -> list[tuple[str, str]]:
+    """``(student_id, text)`` for every way each student's entry may be written in a ``box`` ("name":
+    every rotation of the words, "id", "class"): the candidates an engine scores against the ink."""
+    if box == "name":
+        return [(entry.student_id, text) for entry in roster for text in _name_rotations(entry.name)]
+    if box == "id":
+        return [(entry.student_id, entry.student_id) for entry in roster]
+    if box == "class":
+        return [(entry.student_id, entry.class_name) for entry in roster if entry.class_name.strip()]
+    raise ValueError(f"unknown identity box {box!r}")
+
+
+def candidate_fits(*, texts: Sequence[tuple[str, str]], scores: Sequence[float],
+                   reference: float) -> dict[str, tuple[float, float]]:
+    """Per student, the best ``(log-likelihood, gap)`` of their texts (``roster_texts``) from an engine's
+    ``scores`` of them (nats), the gap measured per character against ``reference``, the engine's
+    score of its own free reading (for :attr:`WrittenIdentity.candidate_fits`)."""
+    best: dict[str, tuple[float, float]] = {}
+    for (student_id, text), score in zip(texts, scores, strict=True):
+        gap = (reference - score) / max(1, len(text.replace(" ", "")))
+        if student_id not in best or score > best[student_id][0]:
+            best[student_id] = (float(score), float(gap))
+    return best
 
 
 def _name_rotations(name: str) -> list[str]:

@@ -24,7 +24,14 @@ from annotations.models import AnswerBox
 from annotations.services import box_on_script
 from grader.models import Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from ml.alignment import alignment_from_dict, scan_rectify
-from ml.identity import IdentityResult, RosterEntry, WrittenIdentity, identity_match
+from ml.identity import (
+    IdentityResult,
+    RosterEntry,
+    WrittenIdentity,
+    candidate_fits,
+    identity_match,
+    roster_texts,
+)
 from ml.recognition.base import Recognizer, Region, RegionKind
 from ml.pages import ink_beyond_print
 from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop
@@ -136,6 +143,7 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
     boxes = exam.boxes.filter(parent=None).select_related("question")
     boxes = list(boxes.filter(pk__in=box_ids) if box_ids is not None else boxes)
     numeric_ids = exam.students.exists() and all(sid.isdigit() for sid in exam.students.values_list("student_id", flat=True))
+    roster = [RosterEntry(student_id=s.student_id, name=s.name, class_name=s.class_name) for s in exam.students.all()]
     by_page: dict[int, list[tuple[AnswerBox, tuple[int, int, int, int], bool]]] = defaultdict(list)
     pages = {}
     missing = []
@@ -161,6 +169,7 @@ def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids
                 numeric_ids=numeric_ids,
                 blank_check=_blank_check(page=page, image=image),
                 recognizer_path=exam_reader_path(exam=exam),
+                roster=roster,
             )
         except Exception as error:  # one bad page must not stop the script; the teacher sees why
             logger.exception("Reading page %s of script %s failed", page.pk, script.pk)
@@ -223,7 +232,7 @@ def _blank_check(*, page: ScanPage, image: Image.Image):
 
 def _page_read(
     *, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool, blank_check,
-    recognizer_path: Path | None = None,
+    recognizer_path: Path | None = None, roster: Sequence[RosterEntry] = (),
 ) -> dict[int, dict]:
     """Blank detection and every engine's reading for the boxes of one page, keyed by box id.
 
@@ -250,7 +259,29 @@ def _page_read(
             target[name] = {"text": reading.text, "confidence": reading.confidence}
             if reading.index > 0 and reading.frames is not None:
                 results[reading.index].setdefault("frames", {})[name] = reading.frames
+        if roster and hasattr(engine, "candidates_score"):
+            _roster_score(engine=engine, image=image, regions=regions, placed=placed, roster=roster, results=results)
     return results
+
+
+_IDENTITY_BOXES = {"NAME": "name", "ID": "id", "CLASS": "class"}
+
+
+def _roster_score(*, engine, image: Image.Image, regions: Sequence[Region], placed, roster, results: dict) -> None:
+    """An engine without frames (the VLM) scores every roster student's name, ID and class against the
+    identity boxes it read, as ``results[box]["candidate_fits"]`` (see ``ml.identity.candidate_fits``)."""
+    labels = {box.pk: box.label for box, _, _ in placed if box.is_identity}
+    for region in regions:
+        box = _IDENTITY_BOXES.get(labels.get(region.index, ""))
+        if box is None:
+            continue
+        texts = roster_texts(roster=roster, box=box)
+        own = results[region.index]["readings"].get(engine.name, {}).get("text") or ""
+        try:
+            scores = engine.candidates_score(page=image, region=region, candidates=[text for _, text in texts] + [own])
+        except TypeError:  # a generate function that cannot score texts: the readings decide
+            return
+        results[region.index]["candidate_fits"] = candidate_fits(texts=texts, scores=scores[:-1], reference=scores[-1])
 
 
 @transaction.atomic
@@ -300,6 +331,12 @@ def _identity_store(*, script: Script, box: AnswerBox, result: dict, now) -> Non
     identity.readings = {**identity.readings, box.label: result.get("readings", {})}
     if box.label == "ID":
         identity.readings["ID digits"] = result.get("alternatives", {})
+    # The roster as the engine scored it: kept with the readings, so matching needs no model.
+    fits = {**identity.readings.get("fits", {})}
+    fits.pop(box.label, None)
+    if result.get("candidate_fits"):
+        fits[box.label] = {student: list(pair) for student, pair in result["candidate_fits"].items()}
+    identity.readings["fits"] = fits
     field = {"NAME": "name_text", "ID": "id_text", "CLASS": "class_text"}[box.label]
     setattr(identity, field, text[:64] if field != "name_text" else text[:200])
     identity.read_at = now
@@ -517,6 +554,10 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
                         reading["text"] for reading in identity.readings.get("ID digits", {}).values() if reading.get("text")
                     ),
                     frames=identity_frames.get(identity.script_id, {}),
+                    candidate_fits={
+                        _IDENTITY_BOXES[label]: {student: tuple(pair) for student, pair in scored.items()}
+                        for label, scored in identity.readings.get("fits", {}).items() if label in _IDENTITY_BOXES
+                    },
                 )
                 for identity in open_identities.values()
             ],
@@ -547,18 +588,15 @@ def exam_identity_match(*, exam_id: int) -> IdentityResult:
     return result
 
 
-_IDENTITY_FRAMES = {"NAME": "name", "ID": "id", "CLASS": "class"}
-
-
 def _identity_frames(*, exam: Exam, script_ids: Sequence[int]) -> dict[int, dict[str, Frames]]:
     """Script id -> the OCR frames of its NAME, ID and CLASS boxes, keyed "name", "id", "class"."""
     found: dict[int, dict[str, Frames]] = defaultdict(dict)
     rows = BoxFrames.objects.filter(
-        script_id__in=script_ids, box__exam=exam, box__parent=None, box__label__in=list(_IDENTITY_FRAMES), engine=OCR
+        script_id__in=script_ids, box__exam=exam, box__parent=None, box__label__in=list(_IDENTITY_BOXES), engine=OCR
     ).values_list("script_id", "box__label", "data")
     for script_id, label, data in rows:
         try:
-            found[script_id][_IDENTITY_FRAMES[label]] = Frames.from_bytes(bytes(data))
+            found[script_id][_IDENTITY_BOXES[label]] = Frames.from_bytes(bytes(data))
         except ValueError:
             logger.warning("Frames of script %s, box %s are unreadable; ignored", script_id, label)
     return found

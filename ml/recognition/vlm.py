@@ -682,6 +682,36 @@ class HfGenerator:
             outputs.append(self._output(ids[:length], probs[row][:length] if probs is not None else None))
         return outputs
 
+    def answers_score(self, prompt: VlmPrompt, answers: Sequence[str], *, batch_size: int = 8) -> list[float]:
+        """The log-probability (natural log, summed over its tokens) the model gives each of ``answers``
+        as its reply to ``prompt``: the teacher-forced likelihood of a known text, for scoring
+        candidates (roster names, IDs) against the page instead of reading it freely."""
+        import torch
+
+        processor = self.processor
+        prefix = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        scores: list[float] = []
+        for first in range(0, len(answers), max(1, batch_size)):
+            chunk = list(answers[first : first + max(1, batch_size)])
+            lengths = [len(processor.tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in chunk]
+            inputs = processor(
+                text=[prefix + answer for answer in chunk], images=[prompt.image] * len(chunk), padding=True,
+                return_tensors="pt",
+            ).to(self.model.device)
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits.float()
+            log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+            targets = inputs["input_ids"][:, 1:]
+            token_scores = log_probs.gather(2, targets.unsqueeze(-1)).squeeze(-1)
+            # Padding is on the left, so every answer's tokens end its row.
+            scores += [float(token_scores[row, -length:].sum()) if length else 0.0
+                       for row, length in enumerate(lengths)]
+        return scores
+
     def _output(self, ids: list[int], probs: list[float] | None) -> VlmOutput:
         tokenizer = self.processor.tokenizer
         options = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
@@ -762,6 +792,21 @@ class VlmRecognizer:
 
     def read_page(self, *, page: Image.Image, regions: Sequence[Region], lang: Lang = "en") -> list[Reading]:
         return self.read_pages(pages=[(page, regions)], lang=lang)[0]
+
+    def candidates_score(self, *, page: Image.Image, region: Region, candidates: Sequence[str],
+                         lang: Lang = "en") -> list[float]:
+        """How likely the model finds each candidate text as its reading of ``region`` (log-probability
+        of the whole reply ``[{"index": i, "text": candidate}]``, natural log), in order. Needs the
+        transformers generator (``HfGenerator.answers_score``); TypeError for a generate function without it."""
+        generate = self.load()
+        scorer = getattr(generate, "answers_score", None)
+        if scorer is None:
+            raise TypeError("this generate function cannot score candidate texts")
+        job = self._job(page, [region])
+        prompt = VlmPrompt(image=job.image, text=prompt_build(regions=job.regions, lang=lang), size=job.size)
+        replies = [json.dumps([{"index": region.index, "text": text}], ensure_ascii=False) for text in candidates]
+        with self._run_lock:
+            return scorer(prompt, replies)
 
     def read_pages(
         self, *, pages: Sequence[tuple[Image.Image, Sequence[Region]]], lang: Lang = "en"

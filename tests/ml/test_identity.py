@@ -15,10 +15,12 @@ from ml.identity import (
     RosterEntry,
     ScriptMatch,
     WrittenIdentity,
+    candidate_fits,
     id_similarity,
     identity_match,
     identity_score,
     name_similarity,
+    roster_texts,
 )
 
 ROSTER = (
@@ -331,3 +333,22 @@ def test_without_frames_the_readings_decide_and_with_them_the_ink(demo_ink):
 
     assert match.fit is not None
     assert match.student_id == identity_match(written=[written[0]], roster=roster).matches[0].student_id
+
+
+def test_an_engine_that_scored_the_roster_itself_matches_like_the_ink():
+    texts = roster_texts(roster=ROSTER, box="name")
+    scores = [-3.0 if text in ("Wei Tanaka", "Tanaka Wei") else -60.0 for _, text in texts]
+    written = WrittenIdentity(script=1, name="W. Tanka", student_id=None,
+                              candidate_fits={"name": candidate_fits(texts=texts, scores=scores, reference=-2.0)})
+
+    match = identity_match(written=[written], roster=ROSTER).matches[0]
+
+    assert match.student_id == "S1014" and match.confident and match.fit == pytest.approx(57.0)
+
+
+def test_a_roster_the_engine_finds_equally_unlikely_is_left_to_the_teacher():
+    texts = roster_texts(roster=ROSTER, box="id")
+    written = WrittenIdentity(script=1, name=None, student_id="S10??",
+                              candidate_fits={"id": candidate_fits(texts=texts, scores=[-30.0] * len(texts), reference=-1.0)})
+
+    assert not identity_match(written=[written], roster=ROSTER).matches[0].confident

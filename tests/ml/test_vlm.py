@@ -410,3 +410,31 @@ def test_adapter_loads_and_merging_gives_the_same_model(tiny):
     assert not any("lora" in name for name, _ in merged.model.named_parameters())
     torch.testing.assert_close(_logits(merged.model, merged.processor), with_adapter, atol=1e-5, rtol=1e-4)
     assert main(["--model", str(tiny["base"]), "--adapter", str(tiny["adapter"]), "--out", str(out)]) == 2
+
+
+def test_candidates_are_scored_by_how_likely_the_model_finds_them_as_its_reading(tmp_path):
+    model = tiny_model_build(tmp_path / "names")
+    page = tiny_page()
+    region = Region(index=1, bbox=(10, 10, 200, 100))
+    size = model_input_size(page_size=page.size, max_pixels=TINY_PIXELS)
+    framed = Region(index=1, bbox=bbox_to_model_frame(bbox=region.bbox, page_size=page.size, resized_size=size))
+    taught = '[{"index": 1, "text": "Wei Tanaka"}]'
+    tiny_model_teach(model_path=model, examples=[(page.resize(size, Image.Resampling.BICUBIC),
+                                                  prompt_build(regions=[framed], lang="en"), taught)])
+    recognizer = VlmRecognizer(tiny_config(model, device="cpu"))
+
+    scores = recognizer.candidates_score(page=page, region=region, candidates=["Noah Chen", "Wei Tanaka", "Mei Chen"])
+    one_by_one = [recognizer.load().answers_score(
+        VlmPrompt(image=page.resize(size, Image.Resampling.BICUBIC), text=prompt_build(regions=[framed]), size=size),
+        [f'[{{"index": 1, "text": "{name}"}}]'], batch_size=1)[0] for name in ("Noah Chen", "Wei Tanaka")]
+
+    assert max(range(3), key=scores.__getitem__) == 1
+    assert all(score < 0 for score in scores)
+    assert scores[:2] == pytest.approx(one_by_one, abs=1e-3)  # left padding in a batch changes nothing
+
+
+def test_a_generate_function_without_scoring_cannot_score_candidates():
+    recognizer = VlmRecognizer(VlmConfig(model_path="unused"), generate=lambda prompts: [])
+
+    with pytest.raises(TypeError, match="cannot score"):
+        recognizer.candidates_score(page=tiny_page(), region=Region(index=1, bbox=(0, 0, 10, 10)), candidates=["a"])

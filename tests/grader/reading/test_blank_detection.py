@@ -43,7 +43,7 @@ def exam_with_printed_box(exam, teacher, monkeypatch):
     exam.pages_per_script = 1
     exam.save()
     services.template_upload(exam=exam, file=pdf_upload([_template()], name="blank.pdf"))
-    box_services.box_save(exam=exam, page=0, bbox=BOX, label="Q1", user=teacher)
+    box_services.box_save(exam=exam, page=0, bbox=BOX, label="Q1", user=teacher, add_question=True)
     written = _template()
     ImageDraw.Draw(written).text((BOX[0] + 40, BOX[1] + 30), "60", fill=(20, 30, 120), font=ImageFont.truetype(FONT, 60))
     intake = services.scan_files_accept(

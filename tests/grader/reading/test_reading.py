@@ -11,7 +11,7 @@ from rapidfuzz.distance import Levenshtein
 from grader.folders import exam_folder_load
 from grader.models import Question, ScanPage
 from grader.reading import services as reading
-from grader.reading.models import Answer, ScriptIdentity
+from grader.reading.models import Answer, BoxFrames, ScriptIdentity
 
 
 pytestmark = pytest.mark.usefixtures("remembered_ocr")
@@ -177,3 +177,40 @@ def test_moving_one_scripts_box_reads_only_that_answer_again(read_exam, teacher,
     moved.refresh_from_db()
     assert moved.crop == [x1 - 30, y1, x2 + 30, y2]
     assert Answer.objects.get(pk=untouched.pk).read_at == untouched.read_at
+
+
+class _RosterScoringEngine:
+    """A VLM-like engine: reads nothing useful, but scores candidate texts (the true student's best)."""
+
+    name = reading.VLM
+
+    def __init__(self, truth_name: str):
+        self.truth_name = truth_name
+
+    def read_page(self, *, page, regions, lang="en"):
+        from ml.recognition.base import Reading
+
+        return [Reading(index=region.index, text="???", confidence=0.1, engine=self.name) for region in regions]
+
+    def candidates_score(self, *, page, region, candidates, lang="en"):
+        wanted = {self.truth_name, " ".join(reversed(self.truth_name.split()))}
+        return [-2.0 if text in wanted else (-5.0 if text == "???" else -50.0) for text in candidates]
+
+
+def test_an_engine_without_frames_scores_the_roster_and_matching_uses_it(read_exam, demo_folder, monkeypatch):
+    truth = _truth_by_script(read_exam, demo_folder)
+    script = read_exam.scripts.order_by("number").first()
+    name = truth[script.pk]["student_name"]
+    monkeypatch.setitem(reading._engines, reading.VLM, _RosterScoringEngine(name))
+    name_box = read_exam.boxes.get(label="NAME", parent=None)
+    # Only the VLM's evidence for this script's name: no ink frames, no readable ID.
+    BoxFrames.objects.filter(script=script).delete()
+    ScriptIdentity.objects.filter(script=script).update(id_text="", readings={})
+
+    reading.script_read(script_id=script.pk, engines=[reading.VLM], box_ids=[name_box.pk])
+    fits = ScriptIdentity.objects.get(script=script).readings["fits"]["NAME"]
+    reading.exam_identity_match(exam_id=read_exam.pk)
+
+    assert max(fits, key=lambda student: fits[student][0]) == truth[script.pk]["student_id"]
+    script.refresh_from_db()
+    assert script.student.student_id == truth[script.pk]["student_id"]
