@@ -39,7 +39,7 @@ from typing import Literal
 
 from rapidfuzz import fuzz
 
-from ml.recognition.fit import Frames, frames_fit
+from ml.recognition.fit import Frames, frames_fit, word_spans
 from ml.scoring import ZERO, ScoreRule
 from ml.similarity import (
     SENTENCE_WORDS,
@@ -133,7 +133,8 @@ def number_forms(text: str) -> list[str]:
 
 def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: Sequence[Marked],
                      rule: ScoreRule | None, strategy: Strategy = "auto",
-                     tolerance: NumericTolerance = NumericTolerance(), lexicon: Sequence[str] = ()) -> list[Suggestion]:
+                     tolerance: NumericTolerance = NumericTolerance(), lexicon: Sequence[str] = (),
+                     vocabulary: Sequence[str] = ()) -> list[Suggestion]:
     """A :class:`Suggestion` for every answer of one question, in order; see the module docstring.
 
     ``key`` holds the accepted answers (empty: no key), ``marked`` the teacher-scored answers of the
@@ -141,7 +142,9 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
     ``lexicon`` holds what the class wrote (the question's other readings): with the known answers,
     these are the transcriptions tried against each answer's ink, and the likeliest replaces the
     free reading when it explains the ink better (a class writes few distinct answers, and the
-    recogniser often reads a word better on one script than on another).
+    recogniser often reads a word better on one script than on another). ``vocabulary`` holds words
+    the class wrote; with the key's and the teacher's words they correct single words of longer
+    answers the same way (:func:`words_transcribe`).
     """
     key = [text.strip() for text in key if text and text.strip()]
     if rule is None or (not key and not marked):
@@ -152,7 +155,9 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
     known += [Marked(form, rule.max_score, "key") for text in key for form in number_forms(text)]
     known += list(marked)
     answers = _as_kind(answers, kind)
-    fitted, transcribed = _fits(answers=answers, known=known, lexicon=lexicon, limit=FIT_MAX_GAP[kind])
+    words = list(dict.fromkeys(w for text in [*key, *(m.text for m in marked), *vocabulary] for w in text.split()))
+    fitted, transcribed = _fits(answers=answers, known=known, lexicon=lexicon, limit=FIT_MAX_GAP[kind],
+                                vocabulary=words if kind != "number" else ())
     texts = [None if a.blank else (fit.text if fit else better or a.text)
              for a, fit, better in zip(answers, fitted, transcribed, strict=True)]
     similarities = (answers_similarity(texts=texts, answers=key, strategy=strategy, tolerance=tolerance)
@@ -207,10 +212,11 @@ class _Fit:
 
 
 def _fits(*, answers: Sequence[Written], known: Sequence[Marked], lexicon: Sequence[str],
-          limit: float) -> tuple[list[_Fit | None], list[str | None]]:
+          limit: float, vocabulary: Sequence[str] = ()) -> tuple[list[_Fit | None], list[str | None]]:
     """For each answer: the known answer its ink fits best within ``limit``, if any; and the most
     likely transcription among its own reading, the known answers and ``lexicon``, when one of them
-    explains the ink better than the reading does (``None`` otherwise)."""
+    explains the ink better than the reading does, or else the reading with words of ``vocabulary``
+    the ink prefers (``None`` when nothing changes)."""
     texts = list(dict.fromkeys(t for t in [*(m.text for m in known), *lexicon] if t.strip()))
     asked = [n for n, a in enumerate(answers) if a.frames is not None and not a.blank and not a.confirmed]
     fitted: list[_Fit | None] = [None] * len(answers)
@@ -231,7 +237,38 @@ def _fits(*, answers: Sequence[Written], known: Sequence[Marked], lexicon: Seque
         likeliest = max(answer_fits[:len(texts)], key=lambda fit: fit.log_likelihood)
         if likeliest.log_likelihood > own:
             transcribed[n] = likeliest.text
+        elif vocabulary and answers[n].text and " " in answers[n].text.strip():
+            transcribed[n] = words_transcribe(frames=answers[n].frames, vocabulary=vocabulary)
     return fitted, transcribed
+
+
+def words_transcribe(*, frames: Frames, vocabulary: Sequence[str]) -> str | None:
+    """The free reading with each word replaced by a vocabulary word (in the case it was written)
+    where that word explains the word's own frames better than the reading did; None when no word
+    changes. Candidates are words of similar length and spelling (rapidfuzz ratio >= 50), so a word
+    is only ever exchanged for a near spelling the recogniser itself prefers."""
+    spans = word_spans(frames)
+    if not spans:
+        return None
+    words, changed = [], False
+    for start, end, word in spans:
+        near = [v for v in vocabulary
+                if abs(len(v) - len(word)) <= max(2, len(word) // 3) and fuzz.ratio(v.casefold(), word.casefold()) >= 50]
+        forms = list(dict.fromkeys(form for v in near for form in (v, v.upper(), v.lower(), v.capitalize())))
+        if not forms or end - start < 2:
+            words.append(word)
+            continue
+        piece = Frames(frames.log_probs[start:end], frames.charset)
+        scored = frames_fit(frames=[piece], candidates=[[word, *forms]])[0]
+        best = max(scored, key=lambda fit: fit.log_likelihood)
+        # The case of the form that fits best is how it was written; a reading that only differs in
+        # case stays as read.
+        if best.text != word and best.log_likelihood > scored[0].log_likelihood and best.text.casefold() != word.casefold():
+            words.append(best.text)
+            changed = True
+        else:
+            words.append(word)
+    return " ".join(words) if changed else None
 
 
 def _by_text(marked: Sequence[Marked], *, exact: bool = False) -> dict[str, Marked]:

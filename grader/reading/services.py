@@ -381,6 +381,7 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
         if not readable:
             continue
         written = _answers_written(question=question, answers=readable)
+        texts, words = question_lexicon(question=question)
         suggestions = question_suggest(
             answers=written,
             key=[text for text in (question.answer, *question.accept) if text.strip()],
@@ -388,7 +389,8 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
             rule=question_rule(question),
             strategy=question.strategy,
             tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
-            lexicon=question_lexicon(question=question),
+            lexicon=texts,
+            vocabulary=words,
         )
         for answer, suggestion in zip(readable, suggestions, strict=True):
             answer.similarity = suggestion.similarity
@@ -444,11 +446,15 @@ def answer_read_text(answer: Answer) -> str | None:
 # Transcriptions tried against every answer's ink, besides the key and the teacher's texts: what the
 # class wrote more than once (a single reading is as likely a misreading as an answer), most frequent first.
 LEXICON_SIZE = 48
+VOCABULARY_SIZE = 300
 
 
-def question_lexicon(*, question: Question) -> list[str]:
-    """The texts read (or confirmed) on two or more scripts for ``question``, most frequent first."""
+def question_lexicon(*, question: Question) -> tuple[list[str], list[str]]:
+    """What the class wrote for ``question``, as evidence for transcribing each answer: the texts read
+    (or confirmed) on two or more scripts, and the words found in two or more answers, most frequent
+    first (a single reading is as likely a misreading as an answer)."""
     counts: Counter[str] = Counter()
+    words: Counter[str] = Counter()
     spelling: dict[str, str] = {}
     for readings, confirmed in question.answers.filter(blank=False).values_list("readings", "confirmed_text"):
         text = confirmed if confirmed is not None else reading_best(readings)[0]
@@ -456,7 +462,9 @@ def question_lexicon(*, question: Question) -> list[str]:
         if key:
             counts[key] += 1
             spelling.setdefault(key, text.strip())
-    return [spelling[key] for key, count in counts.most_common(LEXICON_SIZE) if count >= 2]
+            words.update({word.casefold() for word in (text or "").split() if len(word) > 1})
+    return ([spelling[key] for key, count in counts.most_common(LEXICON_SIZE) if count >= 2],
+            [word for word, count in words.most_common(VOCABULARY_SIZE) if count >= 2])
 
 
 def question_marked(*, question: Question) -> list[Marked]:

@@ -178,3 +178,24 @@ def frames_fit(*, frames: Sequence[Frames], candidates: Sequence[Sequence[str]])
             Fit(text, score, (reference - score) / max(1, len(text.replace(" ", ""))) if np.isfinite(score) else np.inf)
             for text, score in zip(texts, scores, strict=True)])
     return results
+
+
+def word_spans(frames: Frames) -> list[tuple[int, int, str]]:
+    """The words of the free reading with the frames each was read from: ``(start, end, word)``,
+    frames ``[start, end)``, split where the best path reads a space (two lines of one answer count as
+    one line here, as in reading)."""
+    best = frames.log_probs.argmax(axis=1)
+    space = frames.charset.index(" ") + 1 if " " in frames.charset else -1
+    spans, start, letters, previous = [], 0, [], 0
+    for position, label in enumerate(best.tolist()):
+        if label == space:
+            if letters:
+                spans.append((start, position, "".join(letters)))
+            start, letters, previous = position + 1, [], 0
+            continue
+        if label != 0 and label != previous:
+            letters.append(frames.charset[label - 1])
+        previous = label
+    if letters:
+        spans.append((start, len(best), "".join(letters)))
+    return spans

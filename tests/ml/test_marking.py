@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from ml.marking import (
@@ -19,10 +20,11 @@ from ml.marking import (
     decimal_point_lost,
     number_forms,
     question_suggest,
+    words_transcribe,
 )
-from ml.recognition.fit import candidates_fit
+from ml.recognition.fit import Frames, candidates_fit, word_spans
 from ml.scoring import ScoreRule
-from tests.ml.test_fit import ink
+from tests.ml.test_fit import CHARSET, ink
 
 RULE = ScoreRule(max_score=Decimal(2), min_similarity=0.8, granularity=Decimal("0.5"))
 SMUDGED_NA = ink("Nz", smudge=(1, {"z": 0.5, "a": 0.4}))  # reads "Nz", written "Na"
@@ -201,3 +203,35 @@ def test_answers_touched_fits_numbers_with_spaces_as_gaps_and_no_fuzzy_neighbour
 def test_answers_touched_finds_nothing_for_an_empty_text():
     assert touched("") == []
     assert touched(" ! ") == []
+
+
+# --- single words of longer answers ---------------------------------------------------------------
+
+
+def test_the_words_of_a_reading_come_with_the_frames_they_were_read_from():
+    frames = ink("free to move")
+
+    spans = word_spans(frames)
+
+    assert [word for _, _, word in spans] == ["free", "to", "move"]
+    assert all(0 <= start < end <= len(frames.log_probs) for start, end, _ in spans)
+
+
+def test_a_misread_word_is_exchanged_for_the_class_word_its_ink_prefers():
+    # "metals" written with a faint "t": each of its frames says "nothing" a little more than "t", so
+    # the reading drops it ("meals"), though the two frames together favour a "t" being there.
+    frames = ink("metals are free")
+    faint = np.full(frames.log_probs.shape[1], np.log(0.0001), np.float32)
+    faint[0], faint[CHARSET.index("t") + 1] = np.log(0.55), np.log(0.44)
+    log_probs = frames.log_probs.copy()
+    log_probs[7:9] = faint  # the two frames of the "t"
+    frames = Frames(log_probs, CHARSET)
+    assert " ".join(word for _, _, word in word_spans(frames)) == "meals are free"
+
+    assert words_transcribe(frames=frames, vocabulary=["metals", "free", "electrons"]) == "metals are free"
+
+
+def test_a_clearly_written_word_is_never_exchanged_for_a_near_spelling():
+    frames = ink("sound is slow")
+
+    assert words_transcribe(frames=frames, vocabulary=["round", "slows", "light"]) is None
