@@ -21,7 +21,8 @@ class AnswerChange(models.Model):
 
     ``field`` is "score" (``Answer.score``) or "text" (``Answer.confirmed_text``). ``old_value`` and
     ``new_value`` are that field before and after, ``None`` for no teacher value. A change that
-    undoes another points at it through ``reverted_change``.
+    undoes another points at it through ``reverted_change``. ``by`` is the account that made it;
+    a change restored from a backup links no account and keeps its author's username in ``by_name``.
     """
 
     class Field(models.TextChoices):
@@ -33,6 +34,7 @@ class AnswerChange(models.Model):
     old_value = models.TextField(null=True, blank=True)
     new_value = models.TextField(null=True, blank=True)
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    by_name = models.CharField(max_length=150, blank=True)
     at = models.DateTimeField(default=timezone.now, db_index=True)
     reverted_change = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reverts",

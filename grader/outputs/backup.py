@@ -24,9 +24,12 @@ stored file passes the checks of an upload (``ml.pages.document_inspect``: a PDF
 and are decoded and encoded again, so only pixels are stored, never what else the file carried. Numbers
 must lie within their field's limits (validators and the database column's range).
 
-A restore makes a new exam with new primary keys and every link remapped. Users are matched by
-username on the installation restoring; a name without an account there becomes ``None`` (the
-archive keeps it). ``ScriptIdentity.candidates`` (``[{"student": roster ID, "score": float}]``)
+A restore makes a new exam with new primary keys and every link remapped. The usernames in a backup
+are only names, never matched to accounts (anyone can write a backup naming anyone): the restoring
+user owns the exam and is its only marker, and every other link to a user is left empty. A change in
+the answers' history keeps its author's name as text in ``AnswerChange.by_name`` (from ``by_name``,
+or from ``by`` in backups made before that field). The department is matched by name, as a teacher
+may choose any department for an exam. ``ScriptIdentity.candidates`` (``[{"student": roster ID, "score": float}]``)
 names students by their roster ID, which a restore keeps, so it needs no remapping;
 ``CompletenessWaiver.object_id`` points at an answer, script or student by kind and is remapped.
 """
@@ -127,7 +130,7 @@ MODELS: tuple[_Kind, ...] = (
 # cache made again by reading (a restored exam matches on the readings until then); fine-tuned readers,
 # learned again from the restored corrections on request.
 LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob, BoxFrames, LearningJob)
-# Records outside the exam, named in the archive by this field and matched by it on restore.
+# Records outside the exam, named in the archive by this field; a restore matches departments by it, users never.
 NATURAL_KEYS: dict[type[models.Model], str] = {User: "username", Department: "name"}
 # What ``CompletenessWaiver.object_id`` points at, by waiver kind.
 WAIVER_TARGETS: dict[str, type[models.Model]] = {
@@ -393,26 +396,27 @@ def _archive_size(opened: zipfile.ZipFile) -> int:
 
 
 class _Restorer:
-    """Builds the new records: remaps links, matches people by name, copies stored files."""
+    """Builds the new records: remaps links, keeps people as names, copies stored files."""
 
     def __init__(self, *, archive: zipfile.ZipFile, owner: User, written: list[tuple[Any, str]]) -> None:
         self.archive = archive
         self.owner = owner
         self.written = written  # (storage, name) of every file stored so far, to delete on failure
         self.pks: dict[type[models.Model], dict[int, int]] = {kind.model: {} for kind in MODELS}
-        self.unmapped_users: set[str] = set()
+        self.people: set[str] = set()  # the usernames the backup links to, none of them linked here
         self._natural: dict[tuple[type[models.Model], str], int | None] = {}
 
     def natural(self, model: type[models.Model], key: Any) -> int | None:
         if (model, key) not in self._natural:
             pk = model.objects.filter(**{NATURAL_KEYS[model]: key}).values_list("pk", flat=True).first()
             self._natural[model, key] = pk
-            if pk is None and model is User:
-                self.unmapped_users.add(key)
         return self._natural[model, key]
 
     def link(self, model: type[models.Model], target: type[models.Model], value: Any) -> int | None:
         if value is None:
+            return None
+        if target is User:
+            self.people.add(str(value)[:150])
             return None
         if target in NATURAL_KEYS:
             return self.natural(target, value)
@@ -442,6 +446,10 @@ class _Restorer:
         return {"title": candidate, "owner_id": self.owner.pk,
                 "department_id": department_pk if department_pk is not None else self.owner.department_id}
 
+    def _change_fields(self, fields: dict) -> dict:
+        name = next((value for value in (fields.get("by_name"), fields.get("by")) if isinstance(value, str) and value), "")
+        return {"by_name": name[:150]}
+
     def _waiver_fields(self, fields: dict) -> dict | None:
         kind = fields.get("kind")
         target = WAIVER_TARGETS.get(kind) if isinstance(kind, str) else None
@@ -453,7 +461,8 @@ class _Restorer:
         return {"object_id": new_pk}
 
     def build(self, model: type[models.Model], fields: dict) -> models.Model | None:
-        overrides = {Exam: self._exam_fields, CompletenessWaiver: self._waiver_fields}.get(model, lambda _: {})(fields)
+        hooks = {Exam: self._exam_fields, AnswerChange: self._change_fields, CompletenessWaiver: self._waiver_fields}
+        overrides = hooks.get(model, lambda _: {})(fields)
         if overrides is None:
             return None
         obj = model()
@@ -615,11 +624,12 @@ def exam_restore(*, archive: BinaryIO | str | PathLike, owner: User) -> Exam:
     ``MAX_UPLOAD_MB`` x ``UNPACKED_FACTOR``), then every record is made in one transaction with new pks
     and remapped links, and its files are checked like uploads (page images encoded again) and stored
     under the new exam's storage paths. The title is kept, with " (restored)" added when
-    ``owner`` already has an exam of that title. Raises ``BackupRejected`` with a message for the
-    teacher; then no record is made and no file is left behind.
+    ``owner`` already has an exam of that title. ``owner`` is its only marker: no user the backup names
+    is linked (see the module docstring). Raises ``BackupRejected`` with a message for the teacher;
+    then no record is made and no file is left behind.
 
-    The returned exam carries ``unmapped_users``: the sorted usernames the backup names that have no
-    account here (their links were left empty).
+    The returned exam carries ``backup_people``: the sorted usernames the backup links records to
+    (co-markers, scorers, authors of changes), none of them linked to an account here.
     """
     with _archive_open(archive) as opened:
         archive_size = _archive_size(opened)
@@ -634,11 +644,11 @@ def exam_restore(*, archive: BinaryIO | str | PathLike, owner: User) -> Exam:
             if isinstance(error, (zipfile.BadZipFile, zlib.error, EOFError)):
                 raise BackupRejected(f"The backup is damaged: {error}.") from error
             raise
-    exam.unmapped_users = sorted(map(str, restorer.unmapped_users))
+    exam.backup_people = sorted(restorer.people)
     logger.info(
         "Restored exam %r (backup of exam %s, made %s by markdesk %s) as exam %s for %s; %d files; "
-        "unknown users: %s",
+        "people named, linked to no account: %s",
         exam.title, manifest.get("exam", {}).get("id"), manifest.get("created_at"), manifest.get("app_version"),
-        exam.pk, owner.username, len(written), ", ".join(exam.unmapped_users) or "none",
+        exam.pk, owner.username, len(written), ", ".join(exam.backup_people) or "none",
     )
     return exam

@@ -22,6 +22,13 @@ class RestoreForm(forms.Form):
     file = forms.FileField(label="Backup (.zip)")
 
 
+def _people_note(people: list[str]) -> str:
+    return (
+        f"The backup names {', '.join(people)}: as names only, never linked to accounts here. The exam is yours "
+        "alone (add co-markers in its settings), and its history shows who made each change by name."
+    )
+
+
 def _restore(request: HttpRequest, form: RestoreForm) -> tuple[HttpResponse | None, str | None]:
     """Restore the uploaded backup: the redirect to the new exam, or the problem to show."""
     if not form.is_valid():
@@ -39,12 +46,8 @@ def _restore(request: HttpRequest, form: RestoreForm) -> tuple[HttpResponse | No
         logger.warning("Backup %s from %s refused: %s", upload.name, request.user.username, error)
         return None, f"{upload.name} was not restored: {error}"
     messages.success(request, f"Restored {exam.title} from {upload.name}.")
-    if exam.unmapped_users:
-        messages.warning(
-            request,
-            f"{len(exam.unmapped_users)} user(s) named in the backup have no account here, so their names were "
-            f"left off the restored scores and changes: {', '.join(exam.unmapped_users)}.",
-        )
+    if exam.backup_people:
+        messages.info(request, _people_note(exam.backup_people))
     return redirect(exam), None
 
 

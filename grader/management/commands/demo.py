@@ -99,6 +99,7 @@ class Command(BaseCommand):
             graded = exam_restore(archive=archive, owner=teacher)
         Exam.objects.filter(pk=graded.pk).update(title=GRADED_TITLE)
         graded.refresh_from_db()
+        graded.co_markers.set(exam.co_markers.all())  # a restore leaves its owner the only marker
         students = {student.student_id: student for student in graded.students.all()}
         scripts = list(graded.scripts.order_by("number"))  # numbered in scan order, as truth lists them
         totals = {}

@@ -1,7 +1,8 @@
 """``python manage.py exam_restore FILE.zip --owner USERNAME``: restore a backup as a new exam.
 
-The new exam belongs to USERNAME (a teacher or administrator); people the backup names are matched
-to accounts here by username. Backups too large to upload through the web page restore here.
+The new exam belongs to USERNAME (a teacher or administrator), its only marker; people the backup
+names are kept as names, never linked to accounts here. Backups too large to upload through the web
+page restore here.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class Command(BaseCommand):
             exam = exam_restore(archive=archive, owner=user)
         except BackupRejected as error:
             raise CommandError(f"{archive} was not restored: {error}") from error
-        if exam.unmapped_users:
-            self.stderr.write(
-                f"{len(exam.unmapped_users)} user(s) named in the backup have no account here; their names were "
-                f"left out of the restored records: {', '.join(exam.unmapped_users)}."
+        if exam.backup_people:
+            self.stdout.write(
+                f"The backup names {', '.join(exam.backup_people)}: kept as names in the history, linked to no "
+                "account here; add co-markers in the exam's settings."
             )
         self.stdout.write(f"Restored {exam.title!r} as exam {exam.pk}, owned by {user.username}.")

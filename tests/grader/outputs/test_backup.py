@@ -22,11 +22,12 @@ from django.core.management import CommandError, call_command
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from model_bakery import baker
 from PIL import Image
 
 from annotations.models import BoxAdjustment, SuggestedBox
 from annotations.services import box_save
-from grader.grading.models import AnswerGroupOverride, CompletenessWaiver, ExamStatus
+from grader.grading.models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from grader.grading.services import change_revert, score_set
 from grader.models import Department, Exam, ScanPage, Script, TemplatePage, User
 from grader.outputs.backup import LEFT_OUT, MODELS, WAIVER_TARGETS, BackupRejected, exam_backup_write, exam_restore
@@ -127,8 +128,10 @@ def _assert_same_pictures(restored: dict[str, np.ndarray], original: dict[str, n
 
 def canonical(exam: Exam, *, exam_fields_skipped: tuple[str, ...] = ("owner", "title")) -> dict[str, list[str]]:
     """Every field of every record of ``exam`` but pks, by model: links are the linked record's own
-    canonical form (users by username), files the sha256 of their contents. A link to a record of
-    another exam shows as such, so links left pointing at the original fail the comparison."""
+    canonical form (a department by name), files the sha256 of their contents. A link to a record of
+    another exam shows as such, so links left pointing at the original fail the comparison. Links to
+    users are left out (a restore makes none: ``_user_links``), but a change's author is its name,
+    whether linked or kept as text."""
     records = {kind.model: list(kind.model.objects.filter(**{kind.exam_lookup: exam.pk})) for kind in MODELS}
     inside = {(obj._meta.label_lower, obj.pk) for objs in records.values() for obj in objs}
     memo: dict[tuple[str, int], dict | str] = {}
@@ -143,12 +146,16 @@ def canonical(exam: Exam, *, exam_fields_skipped: tuple[str, ...] = ("owner", "t
         for field in obj._meta.concrete_fields:
             if field.primary_key or (isinstance(obj, Exam) and field.name in exam_fields_skipped):
                 continue
-            if field.is_relation:
+            if field.related_model is User:
+                continue
+            if isinstance(obj, AnswerChange) and field.name == "by_name":
+                fields["author"] = obj.by.username if obj.by else obj.by_name
+            elif field.is_relation:
                 target = getattr(obj, field.name)
                 if target is None:
                     fields[field.name] = None
-                elif isinstance(target, (User, Department)):
-                    fields[field.name] = str(target)  # a username, a department's name
+                elif isinstance(target, Department):
+                    fields[field.name] = str(target)
                 elif isinstance(target, Exam) and target.pk == exam.pk:
                     fields[field.name] = "this exam"
                 else:
@@ -157,8 +164,6 @@ def canonical(exam: Exam, *, exam_fields_skipped: tuple[str, ...] = ("owner", "t
                 fields[field.name] = _file_digest(getattr(obj, field.name))
             else:
                 fields[field.name] = field.value_from_object(obj)
-        for field in obj._meta.many_to_many:
-            fields[field.name] = sorted(user.username for user in getattr(obj, field.name).all())
         if isinstance(obj, CompletenessWaiver):
             fields["object_id"] = record(WAIVER_TARGETS[obj.kind].objects.get(pk=obj.object_id))
         memo[key] = fields
@@ -168,6 +173,17 @@ def canonical(exam: Exam, *, exam_fields_skipped: tuple[str, ...] = ("owner", "t
         model._meta.label_lower: sorted(json.dumps(record(obj), sort_keys=True, default=str) for obj in objs)
         for model, objs in records.items()
     }
+
+
+def _user_links(exam: Exam) -> list[str]:
+    """Every link from a record of ``exam`` to a user but the exam's owner, as "model.field username"."""
+    links = [f"grader.exam.co_markers {user.username}" for user in exam.co_markers.all()]
+    for kind in MODELS:
+        fields = [f for f in kind.model._meta.concrete_fields if f.related_model is User and f.name != "owner"]
+        for obj in kind.model.objects.filter(**{kind.exam_lookup: exam.pk}):
+            links += [f"{obj._meta.label_lower}.{f.name} {getattr(obj, f.name).username}"
+                      for f in fields if getattr(obj, f.attname) is not None]
+    return sorted(links)
 
 
 def _backup(exam: Exam, progress=None) -> bytes:
@@ -231,7 +247,6 @@ def test_a_restored_exam_is_a_new_exam_holding_everything_the_original_held(full
 
     assert restored.pk != full_exam.pk
     assert restored.title == "Year 9 Science (restored)" and restored.owner == teacher
-    assert restored.unmapped_users == []
     assert canonical(restored) == original
     _assert_same_pictures(_pictures(restored), _pictures(full_exam))
     assert canonical(full_exam) == original, "the original is untouched"
@@ -275,16 +290,43 @@ def test_a_file_missing_from_storage_is_listed_in_the_manifest_and_the_rest_is_b
     assert ScanPage.objects.filter(exam=restored).exclude(image="").count() == 11
 
 
-def test_people_without_an_account_here_are_left_off_and_reported(full_exam, teacher, other_teacher):
-    data = _backup(full_exam)
-    User.objects.filter(pk=other_teacher.pk).update(username="someone-else")
+def test_a_restore_credits_no_account_the_backup_names_and_keeps_the_names_as_text(
+    full_exam, teacher, other_teacher, client_for
+):
+    assert "grader.exam.co_markers other" in _user_links(full_exam)
+    assert "grading.answerchange.by other" in _user_links(full_exam)
+    restorer = baker.make(User, username="restorer", role=User.Role.TEACHER, is_active=True)
+
+    restored = exam_restore(archive=io.BytesIO(_backup(full_exam)), owner=restorer)
+
+    assert restored.owner == restorer and _user_links(restored) == []
+    assert restored.backup_people == ["other", "teacher"]
+    answer = restored.scripts.get(number=4).answers.get(question__label="Q2")
+    assert sorted(answer.changes.values_list("by_name", flat=True)) == ["other", "teacher"]
+    history = client_for(restorer, htmx=True).get(reverse("grading_row", args=[restored.pk, answer.pk]), {"history": "1"})
+    assert " · other · score: " in history.content.decode() and " · teacher · score: " in history.content.decode()
+    assert client_for(other_teacher).get(restored.get_absolute_url()).status_code == 404
+
+
+def test_a_backup_made_before_changes_kept_names_restores_them_from_the_accounts_it_named(full_exam, teacher):
+    with zipfile.ZipFile(io.BytesIO(_backup(full_exam))) as archive:
+        document = json.loads(archive.read("records.json"))
+    changes = next(section for section in document["models"] if section["model"] == "grading.answerchange")
+    for record in changes["records"]:
+        del record["fields"]["by_name"]
+    data = _rewritten(_backup(full_exam), put={"records.json": json.dumps(document)})
 
     restored = exam_restore(archive=io.BytesIO(data), owner=teacher)
 
-    assert restored.unmapped_users == ["other"]
-    assert not restored.co_markers.exists()
-    revert = restored.scripts.get(number=4).answers.get(question__label="Q2").changes.get(reverted_change__isnull=False)
-    assert revert.by is None and revert.reverted_change.by == teacher
+    assert canonical(restored) == canonical(full_exam) and _user_links(restored) == []
+
+
+def test_a_restored_exam_backed_up_and_restored_again_keeps_its_history_names(full_exam, teacher):
+    once = exam_restore(archive=io.BytesIO(_backup(full_exam)), owner=teacher)
+
+    twice = exam_restore(archive=io.BytesIO(_backup(once)), owner=teacher)
+
+    assert canonical(twice) == canonical(full_exam) and twice.backup_people == []
 
 
 def _rewritten(data: bytes, *, drop=(), put=None) -> bytes:
@@ -489,6 +531,7 @@ def test_a_teacher_restores_an_uploaded_backup_and_lands_on_the_new_exam(full_ex
     assert response.redirect_chain[-1][0] == restored.get_absolute_url()
     assert restored.owner == other_teacher
     assert "Restored Year 9 Science from year9.zip." in response.content.decode()
+    assert "The backup names other, teacher: as names only, never linked to accounts here." in response.content.decode()
 
 
 def test_a_department_head_cannot_restore(head, client_for, full_exam):
