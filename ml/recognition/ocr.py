@@ -37,6 +37,7 @@ import hashlib
 import math
 import threading
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,7 +316,41 @@ def _clip(bbox: Sequence[int], size: tuple[int, int]) -> tuple[int, int, int, in
 def _grey_array(page: Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(page, np.ndarray):
         return page if page.ndim == 2 else cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)
-    return np.asarray(page.convert("L"))
+    with _PAGE_LOCK:
+        known = _PAGE_INK.get(id(page))
+    if known is not None:
+        return known[0]
+    grey = np.asarray(page.convert("L"))
+    with _PAGE_LOCK:
+        _PAGE_INK[id(page)] = (grey, {})
+    # PIL images are not hashable, so they are known by id, forgotten when the image is.
+    weakref.finalize(page, _PAGE_INK.pop, id(page), None)
+    return grey
+
+
+# A page's grey raster and the ink found in its boxes, kept while the page image lives: the blank
+# check (ink_crop) and reading look at the same boxes of the same page, and finding ink is a good part
+# of reading's cost.
+_PAGE_INK: dict[int, tuple[np.ndarray, dict]] = {}
+_PAGE_LOCK = threading.Lock()
+
+
+def _page_ink(page: Image.Image | np.ndarray, bbox: tuple[int, int, int, int], *, pad: int,
+              min_area: int) -> _Ink | None:
+    """``_find_ink`` on the ``bbox`` crop of ``page``, remembered per page image (not for arrays)."""
+    grey = _grey_array(page)
+    x1, y1, x2, y2 = bbox
+    if isinstance(page, np.ndarray):
+        return _find_ink(grey[y1:y2, x1:x2], pad=pad, min_area=min_area)
+    with _PAGE_LOCK:
+        found_before = _PAGE_INK[id(page)][1]
+        key = (bbox, pad, min_area)
+        if key in found_before:
+            return found_before[key]
+    found = _find_ink(grey[y1:y2, x1:x2], pad=pad, min_area=min_area)
+    with _PAGE_LOCK:
+        found_before[key] = found
+    return found
 
 
 def ink_crop(*, page: Image.Image | np.ndarray, bbox: Sequence[int], pad: int = 4,
@@ -330,7 +365,7 @@ def ink_crop(*, page: Image.Image | np.ndarray, bbox: Sequence[int], pad: int = 
     if clipped is None:
         return None
     x1, y1, x2, y2 = clipped
-    found = _find_ink(grey[y1:y2, x1:x2], pad=pad, min_area=min_ink_area)
+    found = _page_ink(page, clipped, pad=pad, min_area=min_ink_area)
     if found is None:
         return None
     bx1, by1, bx2, by2 = found.box
@@ -474,8 +509,7 @@ class OcrRecognizer:
             if clipped is None:
                 readings[position] = Reading(region.index, None, None, self.name)
                 continue
-            x1, y1, x2, y2 = clipped
-            found = _find_ink(grey[y1:y2, x1:x2], pad=self.config.pad, min_area=self.config.min_ink_area)
+            found = _page_ink(page, clipped, pad=self.config.pad, min_area=self.config.min_ink_area)
             if found is None:
                 readings[position] = Reading(region.index, "", 1.0, self.name)
                 continue
