@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import logging
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -19,11 +17,11 @@ from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 from PIL import Image
 
 from . import selectors, services
-from .inputs import whole_number_parse
 from .reading import services as reading_services
 from .forms import ExamForm, PageMoveForm, QuestionForm, ScanUploadForm, SpreadsheetForm, StudentForm, TemplateForm
 from .models import Question, ScanUpload, Student
 from .spreadsheets import workbook_bytes
+from .uploads import upload_limit
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +35,10 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
-def _upload_too_large(request: HttpRequest) -> str | None:
-    """Refuse an oversized request before Django reads its body into temporary files."""
-    length = whole_number_parse(request.META.get("CONTENT_LENGTH")) or 0
-    limit = settings.MAX_UPLOAD_MB * 1024 * 1024 * max(1, settings.DATA_UPLOAD_MAX_NUMBER_FILES)
-    if length > limit:
-        return (
-            f"The upload is {filesizeformat(length)}, more than the {filesizeformat(limit)} markdesk accepts at once "
-            f"({settings.MAX_UPLOAD_MB} MB a file). Upload the files in smaller groups."
-        )
-    return None
-
-
 def _read_files(request: HttpRequest, form_class):
-    """Bind an upload form; an interrupted or malformed upload becomes a form error, not a crash."""
-    too_large = _upload_too_large(request)
-    if too_large:
-        return None, too_large
+    """Bind an upload form; an interrupted or malformed upload becomes a form error, not a crash.
+
+    Uploads over their size limit never get here (``grader.uploads``)."""
     try:
         form = form_class(request.POST, request.FILES)
         valid = form.is_valid()
@@ -301,6 +286,7 @@ def template_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
     return redirect(f"{exam.get_absolute_url()}#template")
 
 
+@upload_limit(many=True)
 @login_required
 @require_POST
 def scans_upload(request: HttpRequest, exam_id: int) -> HttpResponse:

@@ -11,7 +11,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import filesizeformat
+
+from grader.uploads import upload_limit
 
 from .backup import BackupRejected, exam_restore as backup_restore
 
@@ -29,17 +30,22 @@ def _people_note(people: list[str]) -> str:
     )
 
 
+def _page(request: HttpRequest, form: RestoreForm, problem: str | None, *, status: int = 400) -> HttpResponse:
+    context = {"form": form, "problem": problem, "max_mb": settings.MAX_UPLOAD_MB}
+    return render(request, "outputs/restore.html", context, status=status if problem else 200)
+
+
+def _refused(request: HttpRequest, message: str, status: int) -> HttpResponse:
+    """A backup refused as it arrived, over the upload limit (``grader.uploads``)."""
+    advice = "An administrator can restore it on the server: manage.py exam_restore FILE.zip --owner USERNAME."
+    return _page(request, RestoreForm(), f"{message} {advice}", status=status)
+
+
 def _restore(request: HttpRequest, form: RestoreForm) -> tuple[HttpResponse | None, str | None]:
     """Restore the uploaded backup: the redirect to the new exam, or the problem to show."""
     if not form.is_valid():
         return None, "Choose the backup file (.zip) to restore."
     upload = form.cleaned_data["file"]
-    limit = settings.MAX_UPLOAD_MB * 1024 * 1024
-    if upload.size > limit:
-        return None, (
-            f"{upload.name} is {filesizeformat(upload.size)}, over the {settings.MAX_UPLOAD_MB} MB upload limit. "
-            "An administrator can restore it on the server: manage.py exam_restore FILE.zip --owner USERNAME."
-        )
     try:
         exam = backup_restore(archive=upload, owner=request.user)
     except BackupRejected as error:
@@ -51,6 +57,7 @@ def _restore(request: HttpRequest, form: RestoreForm) -> tuple[HttpResponse | No
     return redirect(exam), None
 
 
+@upload_limit(refused=_refused)
 @login_required
 def exam_restore(request: HttpRequest) -> HttpResponse:
     if request.user.is_department_head:
@@ -62,5 +69,4 @@ def exam_restore(request: HttpRequest) -> HttpResponse:
         response, problem = _restore(request, form)
         if response is not None:
             return response
-    context = {"form": form, "problem": problem, "max_mb": settings.MAX_UPLOAD_MB}
-    return render(request, "outputs/restore.html", context, status=400 if problem else 200)
+    return _page(request, form, problem)

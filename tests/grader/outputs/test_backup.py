@@ -550,7 +550,9 @@ def test_a_bad_upload_shows_why_it_was_not_restored(teacher, client_for, setting
 
     settings.MAX_UPLOAD_MB = 0
     response = client.post(reverse("exam_restore"), {"file": SimpleUploadedFile("big.zip", b"PK...")})
-    assert "over the 0 MB upload limit" in response.content.decode()
+    assert response.status_code == 413
+    assert "big.zip is over the 0 MB limit for one file. Nothing was stored. An administrator can restore it" in (
+        response.content.decode())
     assert not Exam.objects.exists()
 
 
