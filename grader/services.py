@@ -376,14 +376,14 @@ class ScanIntake:
 def scan_files_accept(*, exam: Exam, files: Sequence[UploadedFile], user: User | None) -> ScanIntake:
     """Check each uploaded scan file and store the good ones as queued uploads.
 
-    Every file is judged on its own: a bad file is reported and skipped without affecting the others
-    or anything stored before. A file whose content was already uploaded to this exam is reported as
-    a duplicate and not stored again. Processing is queued by the caller (``scan_upload_enqueue``).
+    Every file is judged on its own: a bad file (one of more than ``MAX_PAGES_PER_UPLOAD`` pages
+    included) is reported and skipped without affecting the others or anything stored before. A file
+    whose content was already uploaded to this exam is reported as a duplicate and not stored again. Processing is queued by the caller (``scan_upload_enqueue``).
     """
     intake = ScanIntake()
     for file in files:
         try:
-            stored = _upload_inspect(file=file)
+            stored = _scan_inspect(file=file)
         except UploadRejected as error:
             logger.warning("Scan upload refused for exam %s: %s", exam.pk, error)
             intake.rejected.append(str(error))
@@ -411,6 +411,18 @@ def scan_files_accept(*, exam: Exam, files: Sequence[UploadedFile], user: User |
         finally:
             stored.path.unlink(missing_ok=True)
     return intake
+
+
+def _scan_inspect(*, file: UploadedFile) -> _StoredUpload:
+    stored = _upload_inspect(file=file)
+    pages = stored.info.page_count
+    if pages > settings.MAX_PAGES_PER_UPLOAD:
+        stored.path.unlink(missing_ok=True)
+        raise UploadRejected(
+            f"{file.name} has {pages:,} pages, more than the {settings.MAX_PAGES_PER_UPLOAD:,} markdesk takes in one "
+            "scan file. Split it into smaller files and upload those; nothing was stored."
+        )
+    return stored
 
 
 def _upload_duplicate_note(*, exam: Exam, sha256: str, name: str, intake: ScanIntake) -> bool:

@@ -173,6 +173,9 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MAX_UPLOAD_MB = env.int("MAX_UPLOAD_MB", default=200)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 50
+# A scan file with more pages is refused whole: a class set is a few hundred pages, and every page
+# is rendered, stored and read.
+MAX_PAGES_PER_UPLOAD = env.int("MAX_PAGES_PER_UPLOAD", default=2000)
 # Roster and answer-key imports: a file with data beyond these is refused whole (nothing imported).
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=10_000)
 IMPORT_MAX_COLUMNS = env.int("IMPORT_MAX_COLUMNS", default=100)

@@ -298,6 +298,24 @@ def test_a_file_over_the_size_limit_is_refused(exam_with_template, teacher, sett
     assert "over the 0 MB limit" in intake.rejected[0]
 
 
+def test_a_scan_file_of_more_pages_than_one_upload_takes_is_refused_and_nothing_is_stored(
+    exam_with_template, teacher, client_for, settings
+):
+    settings.MAX_PAGES_PER_UPLOAD = 3
+    stored = set(Path(settings.MEDIA_ROOT).rglob("*"))
+
+    response = client_for(teacher).post(
+        reverse("scans_upload", args=[exam_with_template.pk]),
+        {"files": [pdf_upload([layout_page(1), layout_page(2)] * 2, name="class-9a.pdf")]},
+        follow=True,
+    )
+
+    assert ("class-9a.pdf has 4 pages, more than the 3 markdesk takes in one scan file. Split it into smaller "
+            "files and upload those; nothing was stored.") in response.content.decode()
+    assert not ScanUpload.objects.exists() and not ScanPage.objects.exists()
+    assert set(Path(settings.MEDIA_ROOT).rglob("*")) == stored
+
+
 def test_one_bad_file_does_not_stop_the_good_ones_in_the_same_upload(exam_with_template, teacher):
     intake = services.scan_files_accept(
         exam=exam_with_template,
