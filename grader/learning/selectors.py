@@ -32,22 +32,17 @@ def answer_label(answer: Answer) -> str:
 
 def exam_reader_weights(*, exam: Exam) -> Path | None:
     """The newest fine-tuned reader weights kept for this exam, as a local path; None for english_g2's."""
-    job = (
-        LearningJob.objects.filter(exam=exam, status=LearningJob.Status.DONE).exclude(weights="")
-        .order_by("-finished_at", "-pk").first()
-    )
-    if job is None or not job.weights.storage.exists(job.weights.name):
-        return None
-    return Path(job.weights.path)
+    return _weights_newest(LearningJob.objects.filter(exam=exam))
 
 
 def teacher_reader_weights(*, user: User) -> Path | None:
     """The newest weights learned from this teacher's corrections on any exam: where a new exam's
     learning starts (the teacher's handwriting readers keep what they learned)."""
-    job = (
-        LearningJob.objects.filter(created_by=user, status=LearningJob.Status.DONE).exclude(weights="")
-        .order_by("-finished_at", "-pk").first()
-    )
+    return _weights_newest(LearningJob.objects.filter(created_by=user))
+
+
+def _weights_newest(jobs: QuerySet[LearningJob]) -> Path | None:
+    job = jobs.filter(status=LearningJob.Status.DONE).exclude(weights="").order_by("-finished_at", "-pk").first()
     if job is None or not job.weights.storage.exists(job.weights.name):
         return None
     return Path(job.weights.path)
