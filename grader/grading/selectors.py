@@ -159,6 +159,7 @@ class CompletenessItem:
     script_id: int | None = None
     student_id: int | None = None
     question_id: int | None = None
+    question_label: str = ""
     waiver: CompletenessWaiver | None = None
 
     @property
@@ -181,6 +182,43 @@ class Completeness:
 
     def find(self, *, kind: str, object_id: int) -> CompletenessItem | None:
         return next((item for item in self.items if item.kind == kind and item.object_id == object_id), None)
+
+
+@dataclass
+class CompletenessGroup:
+    """Items of one kind (and, for answers, one question), shown and fixed together."""
+
+    kind: str
+    question_label: str
+    items: list[CompletenessItem]
+
+    @property
+    def open_count(self) -> int:
+        return sum(not item.waived for item in self.items)
+
+    @property
+    def title(self) -> str:
+        count = len(self.items)
+        noun = {
+            CompletenessWaiver.Kind.UNSCORED: ("answer with no score", "answers with no score"),
+            CompletenessWaiver.Kind.FLAGGED: ("flagged answer to check", "flagged answers to check"),
+            CompletenessWaiver.Kind.NO_STUDENT: ("script without a student", "scripts without a student"),
+            CompletenessWaiver.Kind.ABSENT: ("student on the roster without a script",
+                                             "students on the roster without a script"),
+            CompletenessWaiver.Kind.DUPLICATE: ("student claimed by several scripts", "students claimed by several scripts"),
+        }[self.kind][count != 1]
+        return f"{self.question_label}: {count} {noun}" if self.question_label else f"{count} {noun}"
+
+
+def completeness_groups(*, completeness: Completeness) -> list[CompletenessGroup]:
+    """The items grouped by kind and question, in the order the items come (questions in key order)."""
+    groups: dict[tuple[str, int | None], CompletenessGroup] = {}
+    for item in completeness.items:
+        key = (item.kind, item.question_id)
+        if key not in groups:
+            groups[key] = CompletenessGroup(kind=item.kind, question_label=item.question_label, items=[])
+        groups[key].items.append(item)
+    return list(groups.values())
 
 
 def _answer_label(answer: Answer) -> str:
@@ -206,12 +244,14 @@ def exam_completeness(*, exam_id: int) -> Completeness:
     )
     for answer in answers.filter(score__isnull=True, suggested_score__isnull=True):
         items.append(CompletenessItem(kind=Kind.UNSCORED, object_id=answer.pk, label=f"{_answer_label(answer)} has no score",
-                                      answer_id=answer.pk, script_id=answer.script_id, question_id=answer.question_id))
+                                      answer_id=answer.pk, script_id=answer.script_id, question_id=answer.question_id,
+                                      question_label=answer.question.label))
     for answer in answers.filter(flagged=True, confirmed_text__isnull=True, score__isnull=True):
         reason = f": {answer.flag_reason}" if answer.flag_reason else ""
         items.append(CompletenessItem(kind=Kind.FLAGGED, object_id=answer.pk,
                                       label=f"{_answer_label(answer)} is flagged{reason}",
-                                      answer_id=answer.pk, script_id=answer.script_id, question_id=answer.question_id))
+                                      answer_id=answer.pk, script_id=answer.script_id, question_id=answer.question_id,
+                                      question_label=answer.question.label))
     for script in (
         Script.objects.filter(exam=exam, student__isnull=True)
         .exclude(identity__confirmed_at__isnull=False)

@@ -370,9 +370,16 @@ def _completeness_context(request, exam, *, refused_items=None) -> dict:
         else:
             item.fix_url = reverse("identity", args=[exam.pk])
             item.fix_label = "Identity screen"
+    groups = selectors.completeness_groups(completeness=completeness)
+    for group in groups:
+        first = group.items[0]
+        group.fix_url = (reverse("grading_question", args=[exam.pk, first.question_id]) if first.question_id
+                         else reverse("identity", args=[exam.pk]))
+        group.fix_label = f"Grade {group.question_label}" if first.question_id else "Identity screen"
     return {
         **_base_context(request, exam),
         "completeness": completeness,
+        "groups": groups,
         "status": selectors.exam_status(exam_id=exam.pk),
         "refused_items": refused_items,
     }

@@ -205,6 +205,20 @@ def test_waive_then_finish(client_for, teacher, exam, question, answer_for):
     assert locked.status_code == 422 and "finished" in locked.content.decode()
 
 
+def test_completeness_groups_items_by_question_and_kind_each_group_linking_to_its_fix(
+        client_for, teacher, exam, question, answer_for):
+    for number in (1, 2, 3):
+        answer_for(question, number, "4", suggested_score=None)
+    answer_for(question, 4, "7", flagged=True, flag_reason="Low confidence (easyocr 0.20).", suggested_score=Decimal("0"))
+
+    page = client_for(teacher).get(reverse("grading_finish", args=[exam.pk])).content.decode()
+
+    assert "Q1: 3 answers with no score" in page and "Q1: 1 flagged answer to check" in page
+    assert "6 scripts without a student" in page
+    assert page.count(f'href="{_question_url(exam, question)}">Grade Q1</a>') == 2
+    assert f'href="{reverse("identity", args=[exam.pk])}">Identity screen</a>' in page
+
+
 def test_a_finished_exam_can_be_reopened_by_a_teacher_but_not_by_a_head(client_for, teacher, head, exam, answer):
     ExamStatus.objects.create(exam=exam, finished_at=timezone.now(), finished_by=teacher)
     page = client_for(teacher).get(reverse("grading_finish", args=[exam.pk])).content.decode()
