@@ -7,9 +7,12 @@ may not see is reported as missing (404), so ids of other teachers' exams reveal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
+from django.urls import reverse
 
 from .models import Exam, ScanPage, ScanUpload, Script, User
 
@@ -54,6 +57,55 @@ def exam_overview(*, exam: Exam) -> dict:
         "discarded_pages": exam.pages.filter(discarded=True).count(),
         "uploads_running": exam.uploads.exclude(status__in=[ScanUpload.Status.DONE, ScanUpload.Status.FAILED]).count(),
     }
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """One thing to do next on an exam, in the workflow's order: what, and the page to do it on."""
+
+    text: str
+    url: str
+
+
+def exam_next_steps(*, exam: Exam, counts: dict, can_change: bool) -> list[NextStep]:
+    """What is left to do on ``exam``, first things first (``counts`` from :func:`exam_overview`).
+
+    A department head (``can_change`` false) is only pointed at what they may do: the results.
+    """
+    from grader.grading.selectors import exam_finished
+    from grader.reading.models import Answer
+
+    page = reverse("exam_detail", args=[exam.pk])
+    if not can_change:
+        return [NextStep("Download the sample report and results", reverse("outputs", args=[exam.pk]))]
+    steps = []
+    for missing, text, url in (
+        (not counts["students"], "Import the class roster (ID, NAME, CLASS, EMAIL)", reverse("roster", args=[exam.pk])),
+        (not counts["questions"], "Import the answer key (QUESTION, ANSWER, MAX_SCORE)", reverse("answer_key", args=[exam.pk])),
+        (not counts["template_pages"], "Upload the blank exam (PDF)", f"{page}#template"),
+        (not counts["boxes"], "Draw the answer boxes, or accept the suggested ones", reverse("box_editor", args=[exam.pk])),
+        (not counts["scripts"], "Upload the scanned scripts", f"{page}#uploads"),
+    ):
+        if missing:
+            steps.append(NextStep(text, url))
+    if counts["unassigned_pages"] or counts["flagged_pages"]:
+        pages = counts["unassigned_pages"] + counts["flagged_pages"]
+        steps.append(NextStep(f"Check {pages} scanned page{'s' if pages != 1 else ''} that need attention", f"{page}#attention"))
+    unmatched = exam.scripts.filter(student__isnull=True).exclude(identity__confirmed_at__isnull=False).count()
+    if counts["scripts"] and unmatched:
+        steps.append(NextStep(f"Say whose {unmatched} script{'s' if unmatched != 1 else ''} "
+                              f"{'are' if unmatched != 1 else 'is'} (identity screen)", reverse("identity", args=[exam.pk])))
+    if counts["scripts"] and counts["boxes"] and not exam_finished(exam_id=exam.pk):
+        open_answers = Answer.objects.filter(script__exam=exam, score__isnull=True).count()
+        if open_answers:
+            steps.append(NextStep(f"Grade: {open_answers} answer{'s' if open_answers != 1 else ''} "
+                                  "without your score yet", reverse("grading_index", args=[exam.pk])))
+        else:
+            steps.append(NextStep("Check nothing is missed and mark the exam finished",
+                                  reverse("grading_finish", args=[exam.pk])))
+    if counts["scripts"] and exam_finished(exam_id=exam.pk):
+        steps.append(NextStep("Download the scored scripts and email each student", reverse("outputs", args=[exam.pk])))
+    return steps
 
 
 def script_list_for_exam(*, exam: Exam) -> QuerySet[Script]:

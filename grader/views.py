@@ -91,10 +91,13 @@ def exam_edit(request: HttpRequest, exam_id: int) -> HttpResponse:
 @login_required
 def exam_detail(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
+    can_change = selectors.exam_can_change(user=request.user, exam=exam)
+    counts = selectors.exam_overview(exam=exam)
     context = {
         "exam": exam,
-        "can_change": selectors.exam_can_change(user=request.user, exam=exam),
-        "counts": selectors.exam_overview(exam=exam),
+        "can_change": can_change,
+        "counts": counts,
+        "next_steps": selectors.exam_next_steps(exam=exam, counts=counts, can_change=can_change),
         "uploads": exam.uploads.order_by("-created_at"),
         "scripts": selectors.script_list_for_exam(exam=exam),
         "template_pages": exam.template_pages.all(),

@@ -374,3 +374,49 @@ def test_the_edit_form_shows_the_exam_date_in_the_only_format_a_date_input_takes
     # A browser shows an <input type="date"> with any other value (such as 15/01/2027) as empty,
     # and saving the form then wipes the date.
     assert re.search(r'<input type="date" name="date" value="2027-01-15"', text)
+
+
+# ---------------------------------------------------------------- what's next
+
+
+def _next_steps(client, exam) -> list[str]:
+    page = client.get(reverse("exam_detail", args=[exam.pk])).content.decode()
+    panel = page[page.index('id="next"'):page.index("</section>", page.index('id="next"'))]
+    return [html.unescape(text) for text in re.findall(r'href="[^"]*">([^<]+)</a>', panel)]
+
+
+def test_a_new_exam_says_what_to_do_first_in_the_workflows_order(exam, teacher, client_for):
+    steps = _next_steps(client_for(teacher), exam)
+
+    assert steps[:5] == [
+        "Import the class roster (ID, NAME, CLASS, EMAIL)",
+        "Import the answer key (QUESTION, ANSWER, MAX_SCORE)",
+        "Upload the blank exam (PDF)",
+        "Draw the answer boxes, or accept the suggested ones",
+        "Upload the scanned scripts",
+    ]
+
+
+def test_once_scripts_are_read_the_next_steps_are_identities_then_grading(exam, teacher, client_for):
+    from annotations.models import AnswerBox
+    from grader.models import Question, Script, Student, TemplatePage
+    from grader.reading.models import Answer
+
+    baker.make(Student, exam=exam, student_id="S1", name="Ada Lovelace")
+    question = baker.make(Question, exam=exam, label="Q1")
+    baker.make(TemplatePage, exam=exam, index=0)
+    baker.make(AnswerBox, exam=exam, label="Q1", question=question, page=0, x1=1, y1=1, x2=50, y2=50)
+    script = baker.make(Script, exam=exam, number=1)
+    baker.make(Answer, script=script, question=question)
+
+    assert _next_steps(client_for(teacher), exam) == [
+        "Say whose 1 script is (identity screen)",
+        "Grade: 1 answer without your score yet",
+    ]
+
+
+def test_a_department_head_is_pointed_at_the_results_not_at_grading(exam, head, client_for):
+    page = client_for(head).get(reverse("exam_detail", args=[exam.pk])).content.decode()
+
+    assert _next_steps(client_for(head), exam) == ["Download the sample report and results"]
+    assert f'class="button primary" href="{reverse("outputs", args=[exam.pk])}"' in page
