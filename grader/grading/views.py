@@ -23,7 +23,8 @@ from django_htmx.http import trigger_client_event
 
 from grader import selectors as grader_selectors
 from grader.inputs import whole_number_parse
-from grader.learning.selectors import learning_job_latest
+from grader.learning.selectors import answers_labelled_count, learning_job_latest
+from grader.learning.services import MIN_LABELLED
 from grader.reading import selectors as reading_selectors
 from grader.reading.models import Answer
 from grader.reading.services import reading_best
@@ -194,6 +195,8 @@ def grading_index(request: HttpRequest, exam_id: int) -> HttpResponse:
         "progress": progress,
         "open_items": len(selectors.exam_completeness(exam_id=exam.pk).open_items),
         "learning_job": learning_job_latest(exam=exam),
+        "learning_labelled": answers_labelled_count(exam=exam),
+        "learning_minimum": MIN_LABELLED,
     }
     return render(request, "grading/index.html", context)
 

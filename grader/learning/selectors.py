@@ -23,6 +23,11 @@ def answers_labelled(*, exams: QuerySet[Exam] | list[Exam]) -> QuerySet[Answer]:
     )
 
 
+def answers_labelled_count(*, exam: Exam) -> int:
+    """How many written (not blank) answers of ``exam`` the reader could learn from."""
+    return answers_labelled(exams=[exam]).exclude(blank=True).count()
+
+
 def answer_label(answer: Answer) -> str:
     """The text a labelled answer (see :func:`answers_labelled`) is taken to say ("" for blank)."""
     if answer.confirmed_text is not None:

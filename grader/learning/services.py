@@ -37,7 +37,7 @@ from ml.training_data import (
 )
 
 from .models import LearningJob
-from .selectors import answer_label, answers_labelled, teacher_reader_weights
+from .selectors import answer_label, answers_labelled, answers_labelled_count, teacher_reader_weights
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def reader_learn_start(*, exam: Exam, user: User, enqueue: bool = True) -> Learn
     running = LearningJob.objects.filter(exam=exam, status__in=[LearningJob.Status.QUEUED, LearningJob.Status.RUNNING])
     if running.exists():
         raise LearningRefused("The reader is already learning from this exam's corrections.")
-    labelled = answers_labelled(exams=[exam]).exclude(blank=True).count()
+    labelled = answers_labelled_count(exam=exam)
     if labelled < MIN_LABELLED:
         raise LearningRefused(
             f"{labelled} answers have a text you confirmed; at least {MIN_LABELLED} are needed. Correct the "

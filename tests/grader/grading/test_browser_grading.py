@@ -138,6 +138,8 @@ def test_a_score_typed_while_offline_is_kept_and_saved_when_the_connection_retur
     box = page.get_by_label(f"{question.label} score for script {answer.script.number}", exact=False)
     row = page.locator(f"#answer-{answer.pk}")
 
+    # The page (and grading.js) must have loaded before the connection goes: grading.js focuses the box.
+    expect(box).to_be_focused()
     page.context.set_offline(True)
     box.click()
     page.keyboard.type("1")

@@ -89,6 +89,9 @@ def test_an_exam_without_corrections_exports_nothing_and_says_so(read_exam, tmp_
 
 
 def test_learning_needs_enough_corrected_answers(client_for, teacher, read_exam):
+    index = client_for(teacher).get(reverse("grading_index", args=[read_exam.pk])).content.decode()
+    assert "answers to learn from so far (20 needed)" in index
+
     response = client_for(teacher, htmx=True).post(reverse("learning_start", args=[read_exam.pk]))
 
     assert response.status_code == 409
