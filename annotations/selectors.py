@@ -41,11 +41,27 @@ def editor_state(*, exam: Exam) -> dict:
         ],
         "boxes": [box_as_dict(box) for box in exam.boxes.order_by("page", "parent_id", "order", "y1", "x1")],
         "labels": [*RESERVED_LABELS, *exam.questions.values_list("label", flat=True)],
-        "suggestions": [
-            {"id": s.pk, "page": s.page, "bbox": list(s.bbox), "score": round(s.score, 3), "source": s.source}
-            for s in exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING)
-        ],
+        "suggestions": suggestions_labelled(exam=exam),
     }
+
+
+def suggestions_labelled(*, exam: Exam) -> list[dict]:
+    """Pending suggestions in reading order (page, top to bottom, left to right), each with the label
+    it most likely takes: the labels not boxed yet, NAME, ID and CLASS first and then the answer key's
+    questions in order, handed out in that order. When there are exactly as many suggestions as
+    unboxed questions, the questions alone (the identity boxes are then drawn or not wanted)."""
+    pending = sorted(exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING),
+                     key=lambda s: (s.page, s.y1 // 20, s.x1))
+    boxed = set(exam.boxes.filter(parent=None).values_list("label", flat=True))
+    questions = [label for label in exam.questions.order_by("order", "label").values_list("label", flat=True)
+                 if label not in boxed]
+    wanted = [label for label in RESERVED_LABELS if label not in boxed] + questions
+    labels = questions if len(pending) == len(questions) else wanted
+    return [
+        {"id": s.pk, "page": s.page, "bbox": list(s.bbox), "score": round(s.score, 3), "source": s.source,
+         "label": labels[n] if n < len(labels) else ""}
+        for n, s in enumerate(pending)
+    ]
 
 
 def script_box_as_dict(*, script: Script, box: AnswerBox) -> dict:

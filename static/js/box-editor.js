@@ -535,10 +535,29 @@
         for (const suggestion of here) {
           const item = document.createElement("li");
           const text = document.createElement("span");
-          text.textContent = `${kit.sizeText(suggestion.bbox)} at ${suggestion.bbox[0]}, ${suggestion.bbox[1]}`;
-          item.append(text);
-          if (canChange) item.append(button("Accept", () => decide(suggestion, true)), button("Reject", () => decide(suggestion, false)));
+          text.textContent = ` ${kit.sizeText(suggestion.bbox)}`;
+          if (canChange) {
+            // The proposed label (from the answer key, in reading order) can be edited in place.
+            const label = document.createElement("input");
+            label.className = "suggestion-label";
+            label.size = 6;
+            label.value = suggestion.label || "";
+            label.setAttribute("aria-label", `Label for the suggested box ${kit.sizeText(suggestion.bbox)}`);
+            label.addEventListener("input", () => { suggestion.label = label.value; });
+            label.addEventListener("keydown", (event) => {
+              if (event.key === "Enter") { event.preventDefault(); decide(suggestion, true); }
+            });
+            item.append(label, text, button("Accept", () => decide(suggestion, true)), button("Reject", () => decide(suggestion, false)));
+          } else {
+            text.textContent = `${suggestion.label || "?"} · ${kit.sizeText(suggestion.bbox)}`;
+            item.append(text);
+          }
           suggestionList.append(item);
+        }
+        if (canChange && suggestions.length) {
+          const all = document.createElement("li");
+          all.append(button(`Accept all ${suggestions.length} with these labels`, acceptAll, "primary"));
+          suggestionList.append(all);
         }
         if (!here.length && suggestions.length) {
           const other = document.createElement("li");
@@ -865,29 +884,41 @@
       render();
     }
 
-    async function decide(suggestion, accept) {
+    /** Accept every suggestion with its label, in reading order; the first refusal stops the run. */
+    async function acceptAll() {
+      for (const suggestion of suggestions.slice()) {
+        if (!(await decide(suggestion, true, { quiet: true }))) return;
+      }
+      status.saved("Accepted every suggested box.");
+      render();
+    }
+
+    async function decide(suggestion, accept, { quiet = false } = {}) {
       let body = { accept: false };
       if (accept) {
-        const label = window.prompt("Label for this box: NAME, ID, CLASS or a question such as Q3", nextLabel());
-        if (!label || !label.trim()) return;
-        body = { accept: true, label: label.trim() };
+        let label = (suggestion.label || "").trim();
+        if (!label) label = (window.prompt("Label for this box: NAME, ID, CLASS or a question such as Q3", nextLabel()) || "").trim();
+        if (!label) return false;
+        body = { accept: true, label };
       }
       status.saving();
       const result = await queue.run(() => postBox(kit.urlWithId(urls.decide, suggestion.id), body));
       if (!result.ok) {
         status.error(result.data.problems);
-        return;
+        return false;
       }
       suggestions = suggestions.filter((s) => s.id !== suggestion.id);
       if (result.data.box) {
         const box = adopt(result.data.box);
         undoStack.push({ type: "create", id: box.id });
+        if (quiet) return true;
         status.saved(`Accepted as ${box.label}.`);
         select(box.id);
       } else {
         status.saved("Suggestion rejected.");
         render();
       }
+      return true;
     }
 
     // ---------------------------------------------------------------- mouse

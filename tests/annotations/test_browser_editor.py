@@ -168,3 +168,28 @@ def test_a_teacher_moves_one_scripts_box_and_resets_it(page, live_server, demo_e
 
     page.get_by_role("button", name="Whole page").click()
     expect(page.get_by_role("button", name="Whole page")).to_have_attribute("aria-pressed", "true")
+
+
+def test_suggested_boxes_come_labelled_from_the_key_and_are_accepted_at_once(page, live_server, demo_exam, hannah):
+    from playwright.sync_api import expect
+
+    from annotations.models import SuggestedBox
+    from grader.models import Question
+
+    for order, label in enumerate(["Q1", "Q2"], start=1):
+        Question.objects.create(exam=demo_exam, label=label, order=order)
+    for x1, y1, x2, y2 in ((266, 354, 915, 431), (142, 630, 408, 718), (142, 791, 585, 880)):
+        SuggestedBox.objects.create(exam=demo_exam, page=0, x1=x1, y1=y1, x2=x2, y2=y2, score=0.9, source="frame")
+    log_in(page, live_server, hannah)
+    page.goto(f"{live_server.url}/exams/{demo_exam.pk}/boxes/")
+
+    labels = page.locator("#suggestion-list input.suggestion-label")
+    expect(labels).to_have_count(3)
+    expect(labels.nth(0)).to_have_value("NAME")
+    labels.nth(1).fill("ID")  # a label corrected in place: the name box, then the ID box, then Q1
+    labels.nth(2).fill("Q1")
+    page.get_by_role("button", name="Accept all 3 with these labels").click()
+
+    expect(page.locator("#editor-status")).to_have_text("Accepted every suggested box.")
+    wait_until(lambda: boxes_of(demo_exam), {"NAME": (266, 354, 915, 431), "ID": (142, 630, 408, 718),
+                                             "Q1": (142, 791, 585, 880)})

@@ -471,6 +471,28 @@ def test_accepting_a_suggestion_makes_a_labelled_box_and_rejecting_hides_it(owne
     assert (first.status, second.status) == ("accepted", "rejected")
 
 
+def test_suggestions_are_labelled_in_reading_order_from_the_answer_key(exam, pages):
+    for order, label in enumerate(["Q1", "Q2"], start=1):
+        baker.make(Question, exam=exam, label=label, order=order)
+    box(exam, "NAME", (100, 50, 600, 100))
+    # Made out of reading order: the second question's box first, then the ID's beside CLASS's.
+    made = [baker.make(SuggestedBox, exam=exam, page=page, x1=x, y1=y, x2=x + 200, y2=y + 60, source="frame")
+            for page, x, y in ((1, 100, 300), (0, 700, 150), (0, 100, 152), (0, 100, 400))]
+
+    labels = {s["id"]: s["label"] for s in selectors.suggestions_labelled(exam=exam)}
+
+    assert [labels[s.pk] for s in made] == ["Q2", "CLASS", "ID", "Q1"]
+
+
+def test_suggestions_as_many_as_the_questions_left_take_the_questions(exam, pages):
+    baker.make(Question, exam=exam, label="Q1", order=1)
+    only = baker.make(SuggestedBox, exam=exam, page=0, x1=100, y1=400, x2=300, y2=460, source="frame")
+
+    assert selectors.suggestions_labelled(exam=exam) == [
+        {"id": only.pk, "page": 0, "bbox": [100, 400, 300, 460], "score": only.score, "source": "frame", "label": "Q1"}
+    ]
+
+
 def test_accepting_a_suggestion_without_a_label_is_refused(owner, exam, pages):
     suggestion = baker.make(SuggestedBox, exam=exam, page=0, x1=100, y1=200, x2=400, y2=300, source="frame")
 
