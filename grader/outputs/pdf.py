@@ -19,6 +19,7 @@ in a template) can pull another exam's pages or any network address into a PDF.
 from __future__ import annotations
 
 import logging
+import math
 import mimetypes
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -187,28 +188,39 @@ def script_pdf(*, result: ScriptResult) -> bytes:
     return html_pdf(html=scripts_html(exam=exam, results=[result]), exam=exam)
 
 
+def _histogram_bins(max_total: float) -> tuple[int, float]:
+    """``(bins, top of the axis)`` for totals out of ``max_total``: whole-mark bins when the maximum is
+    whole (one per mark up to 15 marks, then 2, 3… marks wide), a teacher reading "7" as "7 to 8
+    marks"; otherwise ``HISTOGRAM_BINS`` equal bins."""
+    if max_total != int(max_total):
+        return HISTOGRAM_BINS, max_total
+    width = max(1, math.ceil(max_total / 15))
+    bins = math.ceil(max_total / width)
+    return bins, float(bins * width)
+
+
 def _histogram_svg(totals: list[float], *, max_total: float, pass_mark: float | None) -> dict | None:
     """Bars, axis ticks and labels of a histogram of ``totals`` (marks) over 0..``max_total``, in the
     SVG's user units (1 unit = 1 px at 96 dpi), for ``outputs/pdf/_histogram.svg``."""
     if max_total <= 0:
         return None
-    counts = histogram(totals, low=0, high=max_total, bins=HISTOGRAM_BINS)
+    bins, high = _histogram_bins(max_total)
+    counts = histogram(totals, low=0, high=high, bins=bins)
     width, height = 600, 280
     left, right, top, bottom = 48, 16, 36, 56
     plot_w, plot_h = width - left - right, height - top - bottom
     step = max(1, -(-max(counts) // 5))  # at most ~5 gridlines, whole scripts
     y_max = max(step, -(-max(counts) // step) * step)
-    bin_w = plot_w / HISTOGRAM_BINS
+    bin_w = plot_w / bins
     bars = [
         {"x": left + i * bin_w + 2, "y": top + plot_h - count / y_max * plot_h, "width": bin_w - 4,
          "height": count / y_max * plot_h, "count": count, "label_y": top + plot_h - count / y_max * plot_h - 4,
          "label_x": left + (i + 0.5) * bin_w}
         for i, count in enumerate(counts)
     ]
-    x_ticks = [{"x": left + i * bin_w, "label": figure_text(max_total * i / HISTOGRAM_BINS)}
-               for i in range(HISTOGRAM_BINS + 1)]
+    x_ticks = [{"x": left + i * bin_w, "label": figure_text(high * i / bins)} for i in range(bins + 1)]
     y_ticks = [{"y": top + plot_h - value / y_max * plot_h, "label": value} for value in range(0, y_max + 1, step)]
-    pass_x = left + pass_mark / max_total * plot_w if pass_mark is not None and 0 <= pass_mark <= max_total else None
+    pass_x = left + pass_mark / high * plot_w if pass_mark is not None and 0 <= pass_mark <= max_total else None
     return {
         "width": width, "height": height, "left": left, "right": width - right, "top": top,
         "bottom": top + plot_h, "middle_x": left + plot_w / 2, "middle_y": top + plot_h / 2,

@@ -197,7 +197,7 @@ def test_the_sample_report_opens_with_the_exam_statistics_and_a_histogram(dated_
     # Totals 6, 4.5, 3, 2.5, 0, 4 out of 6.
     for text in ("SAMPLE REPORT", "Year 9 Science", "Scripts scored 6", "Mean 3.33 55.6", "Median 3.5 58.3",
                  "Standard deviation 1.86 31.1", "Highest 6 100", "Lowest 0 0", "Scripts per band 2",
-                 "Distribution of totals", "0 0.6 1.2 1.8 2.4 3 3.6 4.2 4.8 5.4 6", "Total (marks out of 6)"):
+                 "Distribution of totals", "0 1 2 3 4 5 6", "Total (marks out of 6)"):
         assert text in cover
     assert "Pass" not in cover
     # 1 cover, then per band a separator and 2 scripts of a summary and 2 scanned pages.
@@ -343,3 +343,10 @@ def test_a_page_image_that_is_really_an_svg_cannot_copy_another_exams_page_into_
 
     assert _image_count(data) == 1, "the script's other page only"
     assert asked == []
+
+
+@pytest.mark.parametrize(("max_total", "expected"), [(14, (14, 14.0)), (40, (14, 42.0)), (7.5, (10, 7.5))])
+def test_the_histogram_counts_whole_marks_when_the_total_is_whole(max_total, expected):
+    from grader.outputs.pdf import _histogram_bins
+
+    assert _histogram_bins(max_total) == expected
