@@ -22,6 +22,7 @@ from grader.services import QUESTION_LABEL_PATTERN, question_label_normalise
 from ml import boxes as box_tools
 from ml.alignment import alignment_from_dict, box_map
 from ml.suggest import boxes_suggest
+from grader.wording import counted
 
 from .models import AnswerBox, BoxAdjustment, SuggestedBox
 
@@ -135,7 +136,7 @@ def box_save(
             box.steps.update(x1=F("x1") + dx, y1=F("y1") + dy, x2=F("x2") + dx, y2=F("y2") + dy)
         outside = [step for step in box.steps.all() if not box_tools.box_contains(box.bbox, step.bbox, tolerance=_STEP_TOLERANCE)]
         if outside:
-            raise BoxRejected([f"{len(outside)} step(s) of {label} would end up outside it; move them first."])
+            raise BoxRejected([f"{counted(len(outside), 'step')} of {label} would end up outside it; move them first."])
     return box
 
 
@@ -155,7 +156,7 @@ def box_delete(*, box: AnswerBox, confirm: bool = False) -> None:
         scored = Answer.objects.filter(question_id=box.question_id, score__isnull=False).count()
         if scored:
             raise BoxNeedsConfirmation(
-                [f"{scored} answer(s) to {box.label} already have scores. Delete the box anyway? The scores are kept."]
+                [f"{counted(scored, 'answer')} to {box.label} already {'has a score' if scored == 1 else 'have scores'}. Delete the box anyway? The scores are kept."]
             )
     question_id = box.question_id if box.parent_id is None else None
     box.delete()

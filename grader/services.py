@@ -29,6 +29,7 @@ from PIL import Image
 
 from ml import pages as page_tools
 from ml.alignment import alignment_to_dict, page_align
+from grader.wording import counted
 
 from .models import RESERVED_LABELS, Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from .spreadsheets import SpreadsheetError, cell_text, sheet_rows
@@ -552,7 +553,7 @@ def _scan_upload_group(*, upload: ScanUpload, exam: Exam) -> None:
         else:
             kept.append(page)
     if blanks:
-        notes.append(f"Set aside {len(blanks)} blank page(s): {_page_list(blanks)}. Restore any that are not blank.")
+        notes.append(f"Set aside {counted(len(blanks), 'blank page')}: {_page_list(blanks)}. Restore any that are not blank.")
 
     per_script = exam.pages_per_script
     full = len(kept) - len(kept) % per_script
@@ -599,7 +600,7 @@ def _scan_upload_group(*, upload: ScanUpload, exam: Exam) -> None:
 
     ScanPage.objects.bulk_update(pages, ["discarded", "discard_reason", "script", "position", "flag"])
     script_count = full // per_script
-    notes.insert(0, f"{len(pages)} page(s) read, {script_count} script(s) made.")
+    notes.insert(0, f"{counted(len(pages), 'page')} read, {counted(script_count, 'script')} made.")
     ScanUpload.objects.filter(pk=upload.pk).update(status=ScanUpload.Status.DONE, stage="", notes=notes)
     logger.info("Upload %s: %s", upload.pk, " ".join(notes))
 

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
+from grader.wording import counted
 from PIL import Image
 
 from . import selectors, services
@@ -285,7 +286,7 @@ def template_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
         logger.warning("Template refused for exam %s: %s", exam.pk, error)
         messages.error(request, str(error))
         return redirect(exam)
-    messages.success(request, f"Blank exam stored: {len(pages)} page(s).")
+    messages.success(request, f"Blank exam stored: {counted(len(pages), 'page')}.")
     return redirect(f"{exam.get_absolute_url()}#template")
 
 
@@ -301,7 +302,7 @@ def scans_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
     intake = services.scan_files_accept(exam=exam, files=form.cleaned_data["files"], user=request.user)
     for upload in intake.accepted:
         services.scan_upload_enqueue(upload=upload)
-        messages.success(request, f"{upload.original_name}: {upload.pages_total} page(s) queued for processing.")
+        messages.success(request, f"{upload.original_name}: {counted(upload.pages_total, 'page')} queued for processing.")
     for text in intake.duplicates:
         messages.warning(request, text)
     for text in intake.rejected:

@@ -32,6 +32,7 @@ from grader.reading.services import (
     reading_best,
 )
 from ml.scoring import ScoreRule, marks_text, score_valid
+from grader.wording import counted
 
 from .models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from .selectors import answer_groups_for_question, exam_completeness
@@ -320,7 +321,7 @@ def exam_finish(*, exam_id: int, user: User) -> ExamStatus:
     open_items = exam_completeness(exam_id=exam_id).open_items
     if open_items:
         raise CompletenessRefused(
-            f"{len(open_items)} item(s) must be settled or waived before the exam is finished.", items=open_items
+            f"{counted(len(open_items), 'item')} must be settled or waived before the exam is finished.", items=open_items
         )
     status.finished_at, status.finished_by = timezone.now(), user
     status.save(update_fields=["finished_at", "finished_by"])

@@ -28,6 +28,7 @@ from grader.learning.services import MIN_LABELLED
 from grader.reading import selectors as reading_selectors
 from grader.reading.models import Answer
 from grader.reading.services import reading_best
+from grader.wording import counted
 
 from . import selectors, services
 from .models import AnswerChange
@@ -338,7 +339,7 @@ def grading_group_score(request: HttpRequest, exam_id: int, question_id: int) ->
             messages.error(request, str(refused))
             return redirect("grading_question", exam_id=exam.pk, question_id=question.pk)
         return _main_response(request, exam, question, status=422, message=str(refused))
-    message = f"Scored {len(result.scored)} answer(s) {_fmt(score)}."
+    message = f"Scored {counted(len(result.scored), 'answer')} {_fmt(score)}."
     if result.skipped:
         scripts = ", ".join(str(a.script.number) for a in result.skipped)
         message += f" Left alone because they changed since you loaded the page: script(s) {scripts}."
@@ -409,7 +410,7 @@ def grading_rollback(request: HttpRequest, exam_id: int) -> HttpResponse:
     except services.GradingRefused as error:
         messages.error(request, str(error))
         return redirect("grading_index", exam_id=exam.pk)
-    messages.success(request, f"Rolled back to {timezone.localtime(to):%d %b %Y %H:%M:%S}: {len(reverts)} change(s) undone.")
+    messages.success(request, f"Rolled back to {timezone.localtime(to):%d %b %Y %H:%M:%S}: {counted(len(reverts), 'change')} undone.")
     return redirect("grading_index", exam_id=exam.pk)
 
 

@@ -22,6 +22,7 @@ from grader import selectors as grader_selectors
 from grader.grading.selectors import exam_finished
 from grader.inputs import whole_number_parse
 from grader.models import Exam
+from grader.wording import counted
 
 from . import emails
 
@@ -184,14 +185,14 @@ def email_send(request: HttpRequest, exam_id: int) -> HttpResponse:
     except emails.EmailRefused as refused:
         messages.error(request, f"Nothing sent. {refused}")
         return redirect("email_students", exam_id=exam.pk)
-    parts = [f"Sending {len(summary.queued)} email(s)." if summary.queued else "Nothing new to send."]
+    parts = [f"Sending {counted(len(summary.queued), 'email')}." if summary.queued else "Nothing new to send."]
     if summary.no_address:
         names = ", ".join(student.name for student in summary.no_address)
         parts.append(f"No email address for {names}: add it on the roster, then send again.")
     if summary.already:
         parts.append(f"{len(summary.already)} already emailed (or being emailed) left alone.")
     if summary.absent:
-        parts.append(f"{len(summary.absent)} absent student(s) not emailed.")
+        parts.append(f"{counted(len(summary.absent), 'absent student')} not emailed.")
     messages.success(request, " ".join(parts))
     return redirect("email_students", exam_id=exam.pk)
 
@@ -206,7 +207,7 @@ def email_retry(request: HttpRequest, exam_id: int) -> HttpResponse:
     except emails.EmailRefused as refused:
         messages.error(request, f"Nothing sent. {refused}")
     else:
-        messages.success(request, f"Trying {count} failed email(s) again." if count else "No failed emails to retry.")
+        messages.success(request, f"Trying {counted(count, 'failed email')} again." if count else "No failed emails to retry.")
     return redirect("email_students", exam_id=exam.pk)
 
 

@@ -21,6 +21,7 @@ from annotations.models import AnswerBox
 from annotations.services import box_on_script
 from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, ScanUpload, Script, Student
 from ml.scoring import ScoreRule
+from grader.wording import counted
 
 from . import services
 from .models import Answer, ScriptIdentity
@@ -135,7 +136,7 @@ def pipeline_progress(*, exam: Exam) -> Pipeline:
     if placed_count and not exam.template_pages.exists():
         align_notes.append("Upload the blank exam: pages are aligned to it.")
     elif placed_count - aligned:
-        align_notes.append(f"{placed_count - aligned} page(s) could not be aligned; their boxes are placed uncorrected.")
+        align_notes.append(f"{counted(placed_count - aligned, 'page')} could not be aligned; their boxes are placed uncorrected.")
 
     top_boxes = AnswerBox.objects.filter(exam=exam, parent=None)
     question_ids = list(top_boxes.filter(question__isnull=False).values_list("question_id", flat=True))
@@ -163,7 +164,7 @@ def pipeline_progress(*, exam: Exam) -> Pipeline:
     unmatched = script_count - with_student
     identity_notes = []
     if unmatched:
-        identity_notes.append(f"{unmatched} script(s) without a student.")
+        identity_notes.append(f"{counted(unmatched, 'script')} without a student.")
 
     errors: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for message, number, label in (
@@ -181,7 +182,7 @@ def pipeline_progress(*, exam: Exam) -> Pipeline:
     ]
     stages = (
         Stage("split", "Split into pages", split_done, split_total, "pages processed of pages uploaded",
-              (f"{failed} upload(s) failed.",) if failed else ()),
+              (f"{counted(failed, 'upload')} failed.",) if failed else ()),
         Stage("align", "Aligned", aligned, placed_count, "pages aligned of pages in scripts", tuple(align_notes)),
         Stage("read", "Read", read_done, read_total, "boxes read of boxes on all scripts",
               () if question_ids or identity_labels else ("Draw the answer boxes first.",)),

@@ -21,6 +21,7 @@ from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
 
 from grader import selectors as grader_selectors
 from grader.inputs import whole_number_parse
+from grader.wording import counted
 
 from . import selectors, services
 from .forms import IdentityChoiceForm, QuestionSettingsForm
@@ -88,7 +89,7 @@ def reading_progress(request: HttpRequest, exam_id: int) -> HttpResponse:
 def reading_read_all(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     count = services.exam_read_enqueue(exam=exam)
-    notice = f"Reading {count} script(s) again. Teacher scores and corrected texts are kept."
+    notice = f"Reading {counted(count, 'script')} again. Teacher scores and corrected texts are kept."
     if request.htmx:
         return _pipeline_response(request, exam, started=True, notice=notice)
     messages.success(request, notice)
@@ -102,8 +103,8 @@ def reading_match(request: HttpRequest, exam_id: int) -> HttpResponse:
     result = services.exam_identity_match(exam_id=exam.pk)
     confident = sum(match.confident for match in result.matches)
     notice = (
-        f"Matched students again: {confident} script(s) matched, {len(result.unmatched)} need a teacher, "
-        f"{len(result.absent)} student(s) without a script. Scripts a teacher confirmed were left alone."
+        f"Matched students again: {counted(confident, 'script')} matched, {len(result.unmatched)} need a teacher, "
+        f"{counted(len(result.absent), 'student')} without a script. Scripts a teacher confirmed were left alone."
     )
     if request.htmx:
         response = _pipeline_response(request, exam, notice=notice)
@@ -162,7 +163,7 @@ def question_settings(request: HttpRequest, exam_id: int, question_id: int) -> H
         above = question.answers.filter(score__gt=question.max_score).count()
         messages.success(request, f"Saved {question.label}; suggested scores updated. Teacher scores are unchanged.")
         if above:
-            messages.warning(request, f"{above} teacher score(s) for {question.label} are above the new max score.")
+            messages.warning(request, f"{counted(above, 'teacher score')} for {question.label} above the new max score.")
         return redirect("question_settings", exam_id=exam.pk, question_id=question.pk)
     context = {
         "exam": exam,
@@ -187,7 +188,7 @@ def question_read_again(request: HttpRequest, exam_id: int, question_id: int) ->
     if count:
         messages.success(
             request,
-            f"{question.label} is queued to be read again on {count} script(s); its suggestions update as each one "
+            f"{question.label} is queued to be read again on {counted(count, 'script')}; its suggestions update as each one "
             "finishes. Teacher scores and corrected texts are kept.",
         )
     else:

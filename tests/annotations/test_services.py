@@ -65,7 +65,7 @@ def test_deleting_a_box_whose_answers_have_scores_needs_confirmation(scanned_exa
 
     refused = client.post(url, content_type="application/json")
     assert refused.status_code == 409 and refused.json()["confirm"] is True
-    assert "1 answer(s) to Q1 already have scores" in refused.json()["problems"][0]
+    assert "1 answer to Q1 already has a score" in refused.json()["problems"][0]
     assert AnswerBox.objects.filter(pk=box.pk).exists()
 
     confirmed = client.post(url, {"confirm": True}, content_type="application/json")

@@ -57,18 +57,18 @@ def test_a_teacher_sets_up_an_exam_and_watches_the_scans_become_scripts(
     page.get_by_role("link", name="Year 9 Science mock").click()
     page.get_by_label("Blank exam (PDF)").set_input_files(demo_folder / "template.pdf")
     page.get_by_role("button", name="Upload", exact=True).click()
-    expect(page.get_by_text("Blank exam stored: 2 page(s).")).to_be_visible()
+    expect(page.get_by_text("Blank exam stored: 2 pages.")).to_be_visible()
 
     page.get_by_label(re.compile("Scanned scripts")).set_input_files(demo_folder / "scans.pdf")
     page.get_by_role("button", name="Upload scans").click()
-    expect(page.get_by_text("scans.pdf: 6 page(s) queued for processing.")).to_be_visible()
+    expect(page.get_by_text("scans.pdf: 6 pages queued for processing.")).to_be_visible()
     expect(page.get_by_text("Queued 0/6")).to_be_visible()
     assert page.get_by_text("Scripts (0)").is_visible()
 
     services.scan_upload_process(upload_id=queued_uploads[0].pk)
 
     # The row polls for progress, stops when done, and the scripts appear without a reload.
-    expect(page.get_by_text("6 page(s) read, 3 script(s) made.")).to_be_visible()
+    expect(page.get_by_text("6 pages read, 3 scripts made.")).to_be_visible()
     expect(page.get_by_text("Scripts (3)")).to_be_visible()
     assert page.locator("tr[hx-trigger]").count() == 0
 

@@ -302,7 +302,7 @@ def test_progress_of_an_upload_being_processed_is_the_row_with_polling(exam, tea
 @pytest.mark.parametrize(
     ("status", "fields", "shown"),
     [
-        (ScanUpload.Status.DONE, {"notes": ["10 page(s) read, 5 script(s) made."]}, ["Done", "10 page(s) read, 5 script(s) made."]),
+        (ScanUpload.Status.DONE, {"notes": ["10 pages read, 5 scripts made."]}, ["Done", "10 pages read, 5 scripts made."]),
         (ScanUpload.Status.FAILED, {"error": "batch-1.pdf is damaged."}, ["Failed", "batch-1.pdf is damaged."]),
     ],
     ids=["done", "failed"],
@@ -341,7 +341,7 @@ def test_progress_follows_a_real_upload_from_queued_to_done(exam, teacher, clien
     assert "Queued" in page_text(queued) and "0/2" in page_text(queued)
     assert done.status_code == 286
     assert "uploadFinished" in done["HX-Trigger"]
-    assert "2 page(s) read, 2 script(s) made." in page_text(done)
+    assert "2 pages read, 2 scripts made." in page_text(done)
     assert exam.scripts.count() == 2
 
 

@@ -63,7 +63,7 @@ def test_scans_are_grouped_in_order_into_scripts_of_the_exams_page_count(exam_wi
     assert upload.status == ScanUpload.Status.DONE
     assert _script_pages(exam_with_template) == {1: [0, 1], 2: [2, 3], 3: [4, 5]}
     assert all(page.width == 1240 and page.height == 1754 for page in ScanPage.objects.all())
-    assert upload.notes[0] == "6 page(s) read, 3 script(s) made."
+    assert upload.notes[0] == "6 pages read, 3 scripts made."
 
 
 def test_a_second_upload_continues_the_script_numbers(exam_with_template, teacher):
@@ -81,7 +81,7 @@ def test_blank_back_pages_are_set_aside_visibly_and_not_put_in_scripts(exam_with
     set_aside = ScanPage.objects.filter(discarded=True).order_by("source_index")
     assert [page.source_index for page in set_aside] == [1, 3, 5, 7]
     assert {page.discard_reason for page in set_aside} == {"Blank back page"}
-    assert "Set aside 4 blank page(s): pages 2, 4, 6, 8. Restore any that are not blank." in upload.notes
+    assert "Set aside 4 blank pages: pages 2, 4, 6, 8. Restore any that are not blank." in upload.notes
 
 
 def test_blank_pages_stay_in_scripts_when_the_exam_keeps_them(exam_with_template, teacher):
@@ -341,7 +341,7 @@ def test_uploading_scans_in_the_browser_queues_processing_and_shows_the_scripts(
             follow=True,
         )
 
-    assert "class-9a.pdf: 4 page(s) queued for processing." in response.content.decode()
+    assert "class-9a.pdf: 4 pages queued for processing." in response.content.decode()
     assert ScanUpload.objects.get().status == ScanUpload.Status.DONE
     page = client.get(exam_with_template.get_absolute_url()).content.decode()
     assert "Script 2" in page and "Scripts (2)" in page

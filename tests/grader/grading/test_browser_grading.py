@@ -69,7 +69,7 @@ def test_a_teacher_grades_a_question_with_the_keyboard_only(page, live_server, r
     expect(page.locator("tr.grading-group img.grading-member-crop")).to_have_count(2)
     type_(top)
     press("Enter")
-    expect(page.get_by_role("status").filter(has_text="Scored 2 answer(s)")).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="Scored 2 answers")).to_be_visible()
     expect(alone_box).to_be_focused()
     expect(first_box).to_have_value(top)
 

@@ -115,7 +115,7 @@ def test_a_teacher_tests_the_email_then_sends_each_student_their_own_scored_scri
     assert test.attachment[0] == "Year 9 Science - S2.pdf"
 
     send.click()
-    expect(page.get_by_role("status")).to_contain_text("Sending 5 email(s). No email address for Chloe Martin")
+    expect(page.get_by_role("status")).to_contain_text("Sending 5 emails. No email address for Chloe Martin")
     students = {s.student_id: s for s in scored_exam.students.all()}
     for student_id in EMAILED:
         expect(page.locator(f"#student-{students[student_id].pk}")).to_have_attribute("data-state", "sent")

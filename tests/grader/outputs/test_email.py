@@ -224,7 +224,7 @@ def test_the_page_lists_absent_students_and_students_without_an_address(
     response = _send(client, scored_exam, django_capture_on_commit_callbacks)
 
     message = client.get(response.url).content.decode()
-    assert "Sending 5 email(s). No email address for Chloe Martin" in message and "1 absent student(s) not emailed" in message
+    assert "Sending 5 emails. No email address for Chloe Martin" in message and "1 absent student not emailed" in message
     overview = emails.email_overview(exam=scored_exam)
     states = {row.student.student_id: row.state for row in overview.rows}
     assert states == {**dict.fromkeys(EMAILED, "sent"), "S3": "no-address", "S7": "absent"}

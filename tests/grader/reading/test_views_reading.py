@@ -165,7 +165,7 @@ def test_read_all_scripts_queues_every_script_and_reads_them(
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert "Reading 3 script(s) again" in html
+    assert "Reading 3 scripts again" in html
     assert _stages(html)["read"] == (0, 45)  # rendered before the queued reads ran
     assert Answer.objects.filter(script__exam=loaded_exam, read_at__isnull=False).count() == 36
     # The last script's task matched the students once every identity box was read.
