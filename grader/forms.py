@@ -10,6 +10,15 @@ from .services import QUESTION_LABEL_PATTERN, question_label_normalise
 
 
 class ExamForm(forms.ModelForm):
+    # Shown apart, under "Scoring defaults": a first-time teacher can leave them as they are.
+    SCORING_FIELDS = ("default_min_similarity", "default_granularity")
+
+    def main_fields(self) -> list:
+        return [field for field in self if field.name not in self.SCORING_FIELDS]
+
+    def scoring_fields(self) -> list:
+        return [self[name] for name in self.SCORING_FIELDS]
+
     class Meta:
         model = Exam
         fields = [

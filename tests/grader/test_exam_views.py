@@ -420,3 +420,18 @@ def test_a_department_head_is_pointed_at_the_results_not_at_grading(exam, head, 
 
     assert _next_steps(client_for(head), exam) == ["Download the sample report and results"]
     assert f'class="button primary" href="{reverse("outputs", args=[exam.pk])}"' in page
+
+
+def test_the_new_exam_form_keeps_the_scoring_defaults_apart_with_an_explanation(teacher, client_for):
+    page = client_for(teacher).get(reverse("exam_create")).content.decode()
+
+    scoring = page[page.index('<fieldset class="scoring-defaults">'):page.index("</fieldset>")]
+    assert "Scoring defaults" in scoring and "suggested full marks" in scoring
+    assert 'name="default_min_similarity"' in scoring and 'name="default_granularity"' in scoring
+    assert page.count('name="default_min_similarity"') == 1
+
+
+def test_the_login_page_says_what_markdesk_is(client):
+    page = client.get(reverse("login")).content.decode()
+
+    assert "grade scanned, handwritten answer sheets" in page
