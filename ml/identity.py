@@ -301,34 +301,26 @@ def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry
     the gap per character of the name, or of the ID without a name box)."""
     if not roster:
         return {}
-    candidates = {
-        "name": [_name_rotations(entry.name) for entry in roster],
-        "id": [[entry.student_id] for entry in roster],
-        "class": [[entry.class_name] if entry.class_name.strip() else [] for entry in roster],
-    }
     # A class only counts when every student has one; otherwise those without would be favoured.
-    boxes = [box for box in _FIT_WEIGHTS if box != "class" or all(candidates["class"])]
+    boxes = [box for box in _FIT_WEIGHTS if box != "class" or all(entry.class_name.strip() for entry in roster)]
+    texts = {box: roster_texts(roster=roster, box=box) for box in boxes}
     jobs = [(row, box) for row, identity in enumerate(written) for box in boxes if box in identity.frames]
-    flat = {box: [text for texts in candidates[box] for text in texts] for box in boxes}
     fits = frames_fit(frames=[written[row].frames[box] for row, box in jobs],
-                      candidates=[flat[box] for _, box in jobs])
-    evidence: list[tuple[int, str, np.ndarray, np.ndarray]] = []
-    for (row, box), box_fits in zip(jobs, fits, strict=True):
-        best_ll, best_gap = np.full(len(roster), -np.inf), np.full(len(roster), np.inf)
-        position = 0
-        for column, texts in enumerate(candidates[box]):
-            own = box_fits[position:position + len(texts)]
-            position += len(texts)
-            best = max(own, key=lambda fit: fit.log_likelihood)
-            best_ll[column], best_gap[column] = best.log_likelihood, best.gap
-        evidence.append((row, box, best_ll, best_gap))
+                      candidates=[[text for _, text in texts[box]] for _, box in jobs])
+    # The ink's evidence and an engine's own scoring of the roster take one form: student -> (ll, gap).
+    scored = {
+        (row, box): candidate_fits(texts=texts[box], scores=[fit.log_likelihood for fit in box_fits],
+                                   reference=written[row].frames[box].best_path)
+        for (row, box), box_fits in zip(jobs, fits, strict=True)
+    }
     for row, identity in enumerate(written):
         for box in boxes:
-            scored = identity.candidate_fits.get(box)
-            if box in identity.frames or not scored:
-                continue
-            pairs = [scored.get(entry.student_id, (-np.inf, np.inf)) for entry in roster]
-            evidence.append((row, box, np.array([ll for ll, _ in pairs], float), np.array([g for _, g in pairs], float)))
+            if box not in identity.frames and identity.candidate_fits.get(box):
+                scored[(row, box)] = identity.candidate_fits[box]
+    evidence: list[tuple[int, str, np.ndarray, np.ndarray]] = []
+    for (row, box), by_student in scored.items():
+        pairs = [by_student.get(entry.student_id, (-np.inf, np.inf)) for entry in roster]
+        evidence.append((row, box, np.array([ll for ll, _ in pairs], float), np.array([g for _, g in pairs], float)))
     likelihoods: dict[int, np.ndarray] = {}
     gaps: dict[int, dict[str, np.ndarray]] = {}
     for row, box, best_ll, best_gap in evidence:
