@@ -108,6 +108,14 @@ def exam_next_steps(*, exam: Exam, counts: dict, can_change: bool) -> list[NextS
     return steps
 
 
+def script_scan_pages(*, script: Script) -> tuple[int, ...]:
+    """The script's pages as 0-based page indexes of their scanned file, in template order (pages set
+    aside left out): how ``results.json`` and a replayed teacher's file name a script."""
+    return tuple(
+        script.pages.filter(discarded=False).order_by("position", "source_index").values_list("source_index", flat=True)
+    )
+
+
 def script_list_for_exam(*, exam: Exam) -> QuerySet[Script]:
     return (
         exam.scripts.select_related("student")

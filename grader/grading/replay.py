@@ -41,6 +41,7 @@ from rapidfuzz.distance import Levenshtein
 from grader.models import Exam, User
 from grader.reading.models import Answer
 from grader.reading.services import reading_best
+from grader.selectors import script_scan_pages
 from ml.scoring import marks_text
 
 from . import services
@@ -179,11 +180,7 @@ def _texts_correct(*, question, teacher: dict, user: User) -> int:
 
 
 def _teacher_answers(*, exam: Exam, scripts: list[dict]) -> dict[tuple[int, int], TeacherAnswer]:
-    by_pages = {}
-    for script in exam.scripts.all():
-        pages = tuple(script.pages.filter(discarded=False).order_by("position", "source_index")
-                      .values_list("source_index", flat=True))
-        by_pages[pages] = script
+    by_pages = {script_scan_pages(script=script): script for script in exam.scripts.all()}
     questions = {question.label: question for question in exam.questions.all()}
     found: dict[tuple[int, int], TeacherAnswer] = {}
     problems = []

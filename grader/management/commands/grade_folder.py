@@ -78,6 +78,7 @@ from grader.outputs.services import scored_script_files
 from grader.outputs.spreadsheet import scores_workbook
 from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
+from grader.selectors import script_scan_pages
 from ml import pages as page_tools
 
 MAX_PAGES_PER_SCRIPT = 60  # Exam.pages_per_script allows 1-60
@@ -106,9 +107,7 @@ def results_build(*, exam: Exam) -> dict:
         answers_by_script.setdefault(answer.script_id, []).append(answer)
     for position, script in enumerate(exam.scripts.select_related("student").order_by("number")):
         identity = identities.get(script.pk)
-        pages = list(
-            script.pages.filter(discarded=False).order_by("position", "source_index").values_list("source_index", flat=True)
-        )
+        pages = list(script_scan_pages(script=script))
         if script.student is None:
             unmatched.append(position)
         scripts.append(
@@ -244,11 +243,7 @@ class Command(BaseCommand):
     def _learn(self, *, exam: Exam, teacher: list[dict], user: User, count: int) -> tuple[dict, dict]:
         """Replay the first ``count`` scripts with corrections, learn, measure the rest before and after."""
         order = list(exam.scripts.order_by("number"))
-        first_pages = {
-            tuple(script.pages.filter(discarded=False).order_by("position", "source_index")
-                  .values_list("source_index", flat=True))
-            for script in order[:count]
-        }
+        first_pages = {script_scan_pages(script=script) for script in order[:count]}
         learned_from = [script for script in teacher if tuple(script["pages"]) in first_pages]
         rest = [script for script in teacher if tuple(script["pages"]) not in first_pages]
         before = replay_measure(exam=exam, scripts=rest)
