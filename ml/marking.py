@@ -12,12 +12,17 @@ Evidence is weighed in this order, the first that applies deciding:
    answer). Known answers are the key's (full marks) and the texts the teacher has scored (their
    score); the best-fitting one decides ("fits key: Na", "fits script 12: Nz"), and its text is the
    transcription used from then on.
-4. **Rule, passing**: the similarity to the key (``ml.similarity``) reaches the question's minimum:
+4. **Learned** (only where a learned scorer is offered for the question, see ``ml.scorer``): the
+   scorer trained on the teacher's marks decides every answer the steps above left open: its band
+   as a share of the marks, rounded down to the granularity ("learned from your marks (0.93)", the
+   model's probability). It is offered only on questions where, on answers it was not trained on,
+   it agreed with the teacher more often than steps 4-6 below did, so it replaces them there.
+5. **Rule, passing**: the similarity to the key (``ml.similarity``) reaches the question's minimum:
    full marks ("rule: similarity 0.92").
-5. **Like a scored answer**: for word and sentence questions, a teacher-scored text at least
+6. **Like a scored answer**: for word and sentence questions, a teacher-scored text at least
    :data:`NEIGHBOUR_MIN_RATIO` alike character by character (rapidfuzz ratio) gives its score
    ("like script 12"). Numbers and symbols are never compared this way: 205 is not nearly 206.
-6. **Rule, failing**: 0 ("rule: similarity 0.38"). Part marks come only from the teacher's own
+7. **Rule, failing**: 0 ("rule: similarity 0.38"). Part marks come only from the teacher's own
    scores (2, 3, 5), never from a low similarity alone: a similarity of 0.4 says the answer is
    wrong, not that it is 40 % right.
 
@@ -32,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
@@ -61,6 +66,10 @@ AnswerKind = Literal["word", "number", "sentence"]
 # the wrong answers at some cost in correct ones, which the rule then judges.
 FIT_MAX_GAP: dict[AnswerKind, float] = {"word": 2.5, "number": 1.0, "sentence": 2.5}
 NEIGHBOUR_MIN_RATIO = 0.85
+
+# A learned scorer as marking asks it: for each answer text, (the share of the marks it earns in
+# [0, 1], the model's probability for that share).
+Learned = Callable[[Sequence[str]], Sequence[tuple[float, float]]]
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ def number_forms(text: str) -> list[str]:
 def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: Sequence[Marked],
                      rule: ScoreRule | None, strategy: Strategy = "auto",
                      tolerance: NumericTolerance = NumericTolerance(), lexicon: Sequence[str] = (),
-                     vocabulary: Sequence[str] = ()) -> list[Suggestion]:
+                     vocabulary: Sequence[str] = (), learned: Learned | None = None) -> list[Suggestion]:
     """A :class:`Suggestion` for every answer of one question, in order; see the module docstring.
 
     ``key`` holds the accepted answers (empty: no key), ``marked`` the teacher-scored answers of the
@@ -144,7 +153,9 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
     free reading when it explains the ink better (a class writes few distinct answers, and the
     recogniser often reads a word better on one script than on another). ``vocabulary`` holds words
     the class wrote; with the key's and the teacher's words they correct single words of longer
-    answers the same way (:func:`words_transcribe`).
+    answers the same way (:func:`words_transcribe`). ``learned`` is the question's learned scorer
+    when one is offered for it (step 4 of the module docstring); it is asked once, for every answer
+    the earlier steps leave open.
     """
     key = [text.strip() for text in key if text and text.strip()]
     if rule is None or (not key and not marked):
@@ -162,8 +173,14 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
              for a, fit, better in zip(answers, fitted, transcribed, strict=True)]
     similarities = (answers_similarity(texts=texts, answers=key, strategy=strategy, tolerance=tolerance)
                     if key else [None] * len(answers))
+    teachers = [None if a.blank or not a.text else
+                _by_text([m for m in marked if m.ref is None or m.ref != a.ref]).get(_compact(a.text))
+                for a in answers]
+    open_ = [n for n, (a, fit, text, teacher) in enumerate(zip(answers, fitted, texts, teachers, strict=True))
+             if not a.blank and teacher is None and fit is None and text]
+    opinions = dict(zip(open_, learned([texts[n] for n in open_]), strict=True)) if learned and open_ else {}
     results = []
-    for answer, fit, text, similarity in zip(answers, fitted, texts, similarities, strict=True):
+    for n, (answer, fit, text, similarity) in enumerate(zip(answers, fitted, texts, similarities, strict=True)):
         value = None if similarity is None or answer.blank else similarity.value
         shown = similarity.strategy if similarity is not None else ""
         fit_text = fit.text if fit else ""
@@ -171,12 +188,16 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
             results.append(Suggestion(ZERO, 0.0 if key else None, shown, "blank", "", text))
             continue
         others = [m for m in marked if m.ref is None or m.ref != answer.ref]
-        teacher = _by_text(others).get(_compact(answer.text)) if answer.text else None
+        teacher = teachers[n]
         if teacher is not None:
             results.append(Suggestion(teacher.score, value, shown, f"as {teacher.source}", "", answer.text))
         elif fit is not None:
             where = "key" if fit.source == "key" else fit.source
             results.append(Suggestion(fit.score, value, shown, f"fits {where}: {fit.text}", fit_text, text))
+        elif n in opinions:
+            share, probability = opinions[n]
+            results.append(Suggestion(share_score(share=share, rule=rule), value, shown,
+                                      f"learned from your marks ({probability:.2f})", "", text))
         elif key and value is not None and value >= rule.min_similarity:
             results.append(Suggestion(rule.max_score, value, shown, f"rule: similarity {value:.2f}", "", text))
         elif (neighbour := _neighbour(text=text, marked=others, kind=kind, method=method)) is not None:
@@ -188,6 +209,14 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
         else:
             results.append(Suggestion(None, None, "", "", "", text))
     return results
+
+
+def share_score(*, share: float, rule: ScoreRule) -> Decimal:
+    """``share`` (in [0, 1]) of the question's marks, rounded down to its granularity: a learned part
+    mark never rounds up into marks the teacher did not give for such an answer."""
+    share = min(1.0, max(0.0, share))
+    steps = math.floor(Decimal(str(share)) * rule.max_score / rule.granularity)
+    return steps * rule.granularity
 
 
 def decimal_point_lost(*, text: str | None, key: Sequence[str]) -> bool:

@@ -184,6 +184,12 @@ class Scorer:
                 results.extend(zip(bands.tolist(), probabilities.tolist(), strict=True))
         return results
 
+    def shares(self, *, question: str, key: Sequence[str], texts: Sequence[str]) -> list[tuple[float, float]]:
+        """What ``ml.marking`` asks of a learned scorer (``Learned``): for each answer text to ``question``
+        with ``key``, its predicted band as a share of the marks (band / B) and the model's probability."""
+        examples = [ScorerExample(question=question, key=tuple(key), text=text) for text in texts]
+        return [(band / self.config.bands, probability) for band, probability in self.predict(examples)]
+
 
 def input_format(*, question: str, key: Sequence[str], text: str) -> str:
     """The model's input for one answer (see the module doc); whitespace runs become one space."""

@@ -20,6 +20,7 @@ from ml.marking import (
     decimal_point_lost,
     number_forms,
     question_suggest,
+    share_score,
     words_transcribe,
 )
 from ml.recognition.fit import Frames, candidates_fit, word_spans
@@ -129,6 +130,55 @@ def test_a_number_read_with_a_space_fits_the_key_without_it():
 def test_ink_reading_point_75_fits_the_key_0_75():
     (result,) = suggest([read(".75", frames=ink(".75"))], key=["0.75"])
     assert (result.score, result.reason) == (Decimal(2), "fits key: .75")
+
+
+class Opinions:
+    """A learned scorer that answers from a table (text -> (share, probability)) and records what it is asked."""
+
+    def __init__(self, table):
+        self.table, self.asked = table, []
+
+    def __call__(self, texts):
+        self.asked.append(list(texts))
+        return [self.table[text] for text in texts]
+
+
+def test_a_learned_scorer_decides_the_answers_no_teacher_score_or_fit_decides():
+    learned = Opinions({"sea water": (1.0, 0.93), "wet": (0.5, 0.71), "water": (0.0, 0.6)})
+    marked = [Marked("salty", Decimal(1), "script 2", ref=2)]
+    answers = [read("sea water", ref=1), read("salty", ref=3), read("wet", ref=4), Written(text=None, blank=True),
+               read("water", ref=5)]
+    results = question_suggest(answers=answers, key=["water"], marked=marked, rule=RULE, learned=learned)
+    assert [(r.score, r.reason) for r in results] == [
+        (Decimal(2), "learned from your marks (0.93)"),
+        (Decimal(1), "as script 2"),
+        (Decimal(1), "learned from your marks (0.71)"),
+        (Decimal(0), "blank"),
+        (Decimal(0), "learned from your marks (0.60)"),
+    ]
+    assert learned.asked == [["sea water", "wet", "water"]]  # asked once, never for blank or teacher-decided answers
+
+
+def test_without_a_learned_scorer_the_rule_decides_as_before():
+    (result,) = suggest([read("water")], key=["water"])
+    assert result.reason.startswith("rule: similarity")
+
+
+def test_ink_that_fits_the_key_is_decided_before_a_learned_scorer_is_asked():
+    learned = Opinions({})
+    (result,) = question_suggest(answers=[read("Nz", frames=SMUDGED_NA)], key=["Na"], marked=[], rule=RULE,
+                                 learned=learned)
+    assert (result.score, result.reason) == (RULE.max_score, "fits key: Na")
+    assert learned.asked == []
+
+
+@pytest.mark.parametrize(("share", "granularity", "max_score", "score"), [
+    (1.0, "0.5", 2, "2"), (0.5, "0.5", 2, "1"), (0.5, "1", 1, "0"), (0.5, "0.5", 1, "0.5"), (0.0, "1", 3, "0"),
+    (0.7, "1", 3, "2"), (1.4, "1", 3, "3"), (-0.2, "1", 3, "0"),
+])
+def test_a_learned_share_is_rounded_down_to_the_granularity_within_the_marks(share, granularity, max_score, score):
+    rule = ScoreRule(max_score=Decimal(max_score), min_similarity=0.8, granularity=Decimal(granularity))
+    assert share_score(share=share, rule=rule) == Decimal(score)
 
 
 def test_a_question_with_no_key_and_no_teacher_scores_suggests_nothing_but_keeps_the_text():
