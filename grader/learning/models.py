@@ -12,6 +12,10 @@ def _weights_path(instance: LearningJob, filename: str) -> str:
     return f"exams/{instance.exam_id}/reader/{filename}"
 
 
+def _scorer_path(instance: LearningJob, filename: str) -> str:
+    return f"exams/{instance.exam_id}/scorer/{filename}"
+
+
 class LearningJob(models.Model):
     """One run of "Learn from my corrections and re-read the rest" for an exam.
 
@@ -20,6 +24,11 @@ class LearningJob(models.Model):
     (``ml.ocr_train``: lines, CER before and after on held-out corrected lines). ``weights`` is the
     fine-tuned recogniser, kept only when it read the held-out lines better than the reader it
     started from; the exam is read with the newest such weights from then on.
+
+    ``scorer`` is a learned scorer (``ml.scorer``, its folder zipped) trained on the teacher's marks,
+    and ``metrics["scorer"]`` its held-out agreement per question against the suggestions without it;
+    the questions where it agreed more often (``metrics["scorer"]["offered"]``, question primary keys)
+    take its suggestions from then on.
     """
 
     class Status(models.TextChoices):
@@ -35,6 +44,7 @@ class LearningJob(models.Model):
     total = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
     weights = models.FileField(upload_to=_weights_path, blank=True, max_length=300)
+    scorer = models.FileField(upload_to=_scorer_path, blank=True, max_length=300)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
