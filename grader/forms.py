@@ -39,9 +39,12 @@ class ExamForm(forms.ModelForm):
             "default_granularity": forms.NumberInput(attrs={"step": "0.01", "min": "0.01"}),
             # <input type="date"> only takes ISO dates; the en-gb default (15/01/2027) shows empty and saves blank
             "date": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-            "co_markers": forms.SelectMultiple(attrs={"size": 6}),
+            # A list of checkboxes posts the same field with or without JavaScript; static/js/pick-list.js
+            # adds a filter over it (grader/_form_fields.html) so a long staff list is found by typing.
+            "co_markers": forms.CheckboxSelectMultiple,
         }
-        help_texts = {"co_markers": "Teachers who may mark this exam with you (Ctrl+click to pick several)."}
+        labels = {"co_markers": "Co-markers"}
+        help_texts = {"co_markers": "Teachers who may mark this exam with you: type to find a name, Space or Enter ticks it."}
 
     def __init__(self, *args, owner: User, **kwargs):
         super().__init__(*args, **kwargs)

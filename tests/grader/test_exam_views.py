@@ -13,6 +13,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from model_bakery import baker
 
 from grader import services
+from grader.scans import services as scans
 from grader.models import Department, Exam, ScanPage, ScanUpload, Script, Student, User
 from tests.conftest import layout_page, pdf_upload
 
@@ -23,8 +24,8 @@ def page_text(response) -> str:
 
 
 def co_marker_choices(response) -> dict[int, str]:
-    select = re.search(r'<select name="co_markers".*?</select>', response.content.decode(), re.S).group(0)
-    return {int(pk): label for pk, label in re.findall(r'<option value="(\d+)"[^>]*>([^<]*)</option>', select)}
+    boxes = r'<input type="checkbox" name="co_markers" value="(\d+)"[^>]*> <span>([^<]*)</span>'
+    return {int(pk): html.unescape(label) for pk, label in re.findall(boxes, response.content.decode())}
 
 
 # ---------------------------------------------------------------- creating an exam
@@ -326,14 +327,14 @@ def test_progress_of_a_finished_upload_stops_polling_and_tells_the_page(exam, te
 def test_progress_follows_a_real_upload_from_queued_to_done(exam, teacher, client_for):
     exam.pages_per_script = 1
     exam.save()
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam, files=[pdf_upload([layout_page(1, size=(310, 438))] * 2, name="batch-1.pdf")], user=teacher
     )
     upload = intake.accepted[0]
     client = client_for(teacher, htmx=True)
 
     queued = progress(client, upload)
-    services.scan_upload_process(upload_id=upload.pk)
+    scans.scan_upload_process(upload_id=upload.pk)
     done = progress(client, upload)
 
     assert queued.status_code == 200
@@ -425,7 +426,8 @@ def test_a_department_head_is_pointed_at_the_results_not_at_grading(exam, head, 
 def test_the_new_exam_form_keeps_the_scoring_defaults_apart_with_an_explanation(teacher, client_for):
     page = client_for(teacher).get(reverse("exam_create")).content.decode()
 
-    scoring = page[page.index('<fieldset class="scoring-defaults">'):page.index("</fieldset>")]
+    start = page.index('<fieldset class="scoring-defaults">')
+    scoring = page[start:page.index("</fieldset>", start)]
     assert "Scoring defaults" in scoring and "suggested full marks" in scoring
     assert 'name="default_min_similarity"' in scoring and 'name="default_granularity"' in scoring
     assert page.count('name="default_min_similarity"') == 1
