@@ -62,10 +62,12 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_results",
     "grader",
+    "grader.scans",
     "grader.reading",
     "grader.grading",
     "grader.outputs",
     "grader.learning",
+    "grader.recovery",
     "grader.api",
     "annotations",
     "axes",
@@ -190,7 +192,22 @@ DROP_BLANK_PAGES_DEFAULT = env.bool("DROP_BLANK_PAGES_DEFAULT", default=True)
 TEMPLATE_MATCH_MIN = env.int("TEMPLATE_MATCH_MIN", default=15)
 
 # Celery. The default broker keeps messages in files so that nothing but Python is needed.
+#
+# Work survives a killed worker, a dropped database connection and a lost broker (README "Production"):
+# - every task is acknowledged only once it ends (acks late) and is given back to the broker when its
+#   worker process dies (reject on worker lost): all of them may run twice (they are idempotent, or
+#   guarded by their job's state and heartbeat, see grader/recovery/jobs.py);
+# - a message whose worker vanished altogether (kill -9, a lost machine) is handed out again by the broker:
+#   the filesystem broker at once, Redis after CELERY_VISIBILITY_TIMEOUT seconds, RabbitMQ when the
+#   consumer's connection closes (or after its server-side consumer_timeout, which must exceed the
+#   longest task: RabbitMQ's default of 30 minutes does);
+# - the database is the source of truth: every WORK_RECOVER_EVERY_S seconds Celery beat runs the
+#   recovery sweep (grader/recovery/services.py), which queues again, once, any work that made no
+#   progress for WORK_STALLED_MINUTES, so even messages the broker lost are done.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Seconds a task may take before Redis hands its message to another worker: just above the longest
+# task (exporting or re-reading a large exam; fine-tuning heartbeats, so a second copy returns at once).
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=1800)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -202,6 +219,24 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        # Unacknowledged messages of a dead worker are looked for every 10 s (kombu's default scans
+        # every 100 s), so they come back within seconds of the visibility timeout.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        # A broker that stops answering is noticed, and the connection made again, within seconds.
+        "socket_timeout": 30,
+        "socket_connect_timeout": 10,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+    }
+elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # Published messages are confirmed by RabbitMQ, so a task queued is a task stored. Its redelivery
+    # bound is the server's consumer_timeout (rabbitmq.conf), not a client option.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -217,10 +252,21 @@ CELERY_TASK_ROUTES = {
     "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
     "grader.outputs.tasks.*": {"queue": "default"},
+    "grader.recovery.tasks.*": {"queue": "default"},
     # Fine-tuning runs on the CPU workers, beside reading.
     "grader.learning.tasks.*": {"queue": "ocr"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Work with no progress (no heartbeat) for this long is shown as stalled and queued again by the sweep;
+# keep it above the longest single step of a job (one script's PDF or reading, one training epoch).
+WORK_STALLED_MINUTES = env.float("WORK_STALLED_MINUTES", default=10)
+WORK_RECOVER_EVERY_S = env.float("WORK_RECOVER_EVERY_S", default=60)
+CELERY_BEAT_SCHEDULE = {
+    "work-recover": {"task": "grader.recovery.tasks.work_recover_task", "schedule": WORK_RECOVER_EVERY_S,
+                     # A sweep not run in time is skipped: the next one does the same work.
+                     "options": {"expires": WORK_RECOVER_EVERY_S}},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Without an SMTP server, each email is written as a file under var/mail/ (an .eml any mail reader opens).
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="filemail://")

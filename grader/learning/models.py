@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
 from grader.models import Exam
+from grader.recovery.models import Job
 
 
 def _weights_path(instance: LearningJob, filename: str) -> str:
@@ -16,8 +16,9 @@ def _scorer_path(instance: LearningJob, filename: str) -> str:
     return f"exams/{instance.exam_id}/scorer/{filename}"
 
 
-class LearningJob(models.Model):
-    """One run of "Learn from my corrections and re-read the rest" for an exam.
+class LearningJob(Job):
+    """One run of "Learn from my corrections and re-read the rest" for an exam
+    (``Job``: status, progress, heartbeat).
 
     ``stage`` is what the job is doing (export, train, re-read); ``done``/``total`` count its steps
     (epochs while training, scripts while re-reading). ``metrics`` holds the trainer's figures
@@ -31,27 +32,14 @@ class LearningJob(models.Model):
     take its suggestions from then on.
     """
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="learning_jobs")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=32, blank=True)
-    done = models.PositiveIntegerField(default=0)
-    total = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
     weights = models.FileField(upload_to=_weights_path, blank=True, max_length=300)
     scorer = models.FileField(upload_to=_scorer_path, blank=True, max_length=300)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-pk"]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"Learning for {self.exam} ({self.get_status_display()})"

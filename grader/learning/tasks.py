@@ -2,9 +2,11 @@
 
 from celery import shared_task
 
+from grader.recovery.jobs import WorkTask
+
 from . import services
 
 
-@shared_task(acks_late=True)
+@shared_task(base=WorkTask)
 def reader_learn_task(job_id: int) -> str:
     return services.reader_learn_run(job_id=job_id).status

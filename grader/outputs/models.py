@@ -12,14 +12,15 @@ from django.conf import settings
 from django.db import models
 
 from grader.models import Exam, Student
+from grader.recovery.models import Job
 
 
 def _export_path(instance: ExportJob, filename: str) -> str:
     return f"exams/{instance.exam_id}/exports/{instance.pk or 'new'}-{filename}"
 
 
-class ExportJob(models.Model):
-    """One requested file and the state of the task making it.
+class ExportJob(Job):
+    """One requested file and the state of the task making it (``Job``: status, progress, heartbeat).
 
     ``params`` by kind: ``script-pdf`` ``{"script_id": int}``; ``sample-report`` ``{"n": int,
     "pass_mark": float | None}`` (pass mark in marks; when set, only scripts at or above it are
@@ -33,40 +34,17 @@ class ExportJob(models.Model):
         SAMPLE_REPORT = "sample-report", "Good / Average / Weak sample report (PDF)"
         BACKUP = "backup", "Backup of the whole exam (zip)"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
     exam = models.ForeignKey(Exam, on_delete=models.CASCADE, related_name="export_jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     params = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    done = models.PositiveIntegerField(default=0)
-    total = models.PositiveIntegerField(default=0)
     file = models.FileField(upload_to=_export_path, blank=True, max_length=300)
     filename = models.CharField(max_length=200, blank=True, help_text="Name the download is saved under")
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-pk"]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.exam}"
-
-    @property
-    def finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.FAILED)
-
-    @property
-    def percent(self) -> int:
-        if self.status == self.Status.DONE:
-            return 100
-        return int(100 * self.done / self.total) if self.total else 0
 
 
 class ExamEmail(models.Model):

@@ -22,6 +22,17 @@ from django.utils import timezone
 
 from grader.inputs import whole_number_parse
 from grader.models import Exam, User
+from grader.recovery.jobs import (
+    DB_ERRORS,
+    JobLost,
+    db_reconnect,
+    db_retrying,
+    job_beat,
+    job_cancel,
+    job_claim,
+    job_end,
+    job_restart,
+)
 from grader.selectors import exam_can_change
 from ml.score_stats import BandsRefused
 from ml.scoring import marks_text
@@ -106,21 +117,38 @@ def export_create(*, exam: Exam, kind: str, params: dict, user: User) -> ExportJ
     if kind != Kind.BACKUP and not exam.scripts.exists():
         raise ExportRefused("This exam has no scripts yet: upload the scans first.")
     clean = _params_clean(exam=exam, kind=kind, raw=params)
-    running = ExportJob.objects.filter(
+    running = ExportJob.objects.select_for_update().filter(
         exam=exam, kind=kind, params=clean, status__in=[ExportJob.Status.QUEUED, ExportJob.Status.RUNNING]
     ).first()
+    if running and running.stalled:
+        return export_restart(job=running)  # never hand back a job nobody is making
     if running:
         return running
     job = ExportJob.objects.create(exam=exam, kind=kind, params=clean, created_by=user)
+    transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: int) -> None:
     from .tasks import export_run_task
 
-    transaction.on_commit(lambda: export_run_task.delay(job.pk))
-    return job
+    export_run_task.delay(job_id)
+
+
+def export_restart(*, job: ExportJob) -> ExportJob:
+    """Make the file again from the start ("Make again" on a stalled or failed job, or the recovery
+    sweep); a run still going stops at its next step."""
+    return job_restart(ExportJob, job.pk, enqueue=_enqueue)
+
+
+def export_cancel(*, job: ExportJob) -> ExportJob:
+    """Stop making the file (a run still going stops at its next step); a finished job is left as it is."""
+    return job_cancel(ExportJob, job.pk)
 
 
 def _progress_for(job: ExportJob) -> Callable[[int, int], None]:
     def progress(done: int, total: int) -> None:
-        ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+        job_beat(job, done=done, total=total)
 
     return progress
 
@@ -174,43 +202,47 @@ def _file_make(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple
     return File(spool), f"{title} - backup {timezone.localtime():%Y-%m-%d %H%M}.zip"
 
 
-def export_run(*, job_id: int) -> ExportJob:
-    """Make the job's file (the Celery task's body). A failure is recorded on the job, never raised.
+def export_run(*, job_id: int) -> ExportJob | None:
+    """Make the job's file (the Celery task's body). A failure is recorded on the job, never raised,
+    except a broken database connection: the job goes back to the queue and the task is retried.
 
-    Running a job that already finished changes nothing, so a redelivered task does no harm. Once a
-    file is made, older finished files of the same kind and parameters are deleted: the newest wins.
+    Only a queued job, or a running one that stalled, is run (``job_claim``), so a redelivered task
+    does no harm. Once a file is made, older finished files of the same kind and parameters are
+    deleted: the newest wins. Returns None for a job that no longer exists.
     """
-    with transaction.atomic():
-        job = ExportJob.objects.select_for_update(of=("self",)).select_related("exam").get(pk=job_id)
-        if job.status != ExportJob.Status.QUEUED:
-            return job
-        job.status = ExportJob.Status.RUNNING
-        job.save(update_fields=["status"])
+    job = job_claim(ExportJob, job_id, select=("exam",))
+    if job is None:
+        return ExportJob.objects.filter(pk=job_id).first()
     try:
         content, filename = _file_make(job=job, progress=_progress_for(job))
         with content:
             job.file.save(filename, content, save=False)
+    except JobLost:
+        return job
     except (BandsRefused, ExportRefused) as error:
         return _job_failed(job=job, error=str(error))
+    except DB_ERRORS:
+        # The retry claims it again; were retries to run out, the recovery sweep would.
+        db_reconnect()
+        db_retrying(lambda: ExportJob.objects.filter(pk=job.pk, attempts=job.attempts).update(
+            status=ExportJob.Status.QUEUED))
+        raise
     except Exception as error:  # a broken page image or a full disk: the teacher must hear of it
         logger.exception("Export job %s (%s for exam %s) failed", job.pk, job.kind, job.exam_id)
         return _job_failed(job=job, error=f"Making the file failed: {error}")
-    job.refresh_from_db(fields=["done", "total"])
-    job.status, job.filename, job.finished_at = ExportJob.Status.DONE, filename, timezone.now()
-    job.done = job.total
-    job.save(update_fields=["status", "file", "filename", "finished_at", "done", "total"])
-    for older in ExportJob.objects.filter(exam=job.exam, kind=job.kind, params=job.params).exclude(pk=job.pk).filter(
-        status__in=[ExportJob.Status.DONE, ExportJob.Status.FAILED]
-    ):
-        export_delete(job=older)
+    job = job_end(job, ExportJob.Status.DONE, file=job.file.name, filename=filename, done=max(job.done, job.total))
+    if ExportJob.objects.filter(pk=job.pk, file=job.file.name).exists():
+        older = ExportJob.objects.filter(exam=job.exam, kind=job.kind, params=job.params).exclude(pk=job.pk)
+        for other in older.filter(status__in=[ExportJob.Status.DONE, ExportJob.Status.FAILED, ExportJob.Status.CANCELLED]):
+            export_delete(job=other)
+    else:  # another run ended it (cancelled, restarted): this run's file is nobody's
+        job.file.delete(save=False)
     return job
 
 
 def _job_failed(*, job: ExportJob, error: str) -> ExportJob:
     logger.warning("Export job %s for exam %s failed: %s", job.pk, job.exam_id, error)
-    job.status, job.error, job.finished_at = ExportJob.Status.FAILED, error, timezone.now()
-    job.save(update_fields=["status", "error", "finished_at"])
-    return job
+    return job_end(job, ExportJob.Status.FAILED, error=error)
 
 
 def export_delete(*, job: ExportJob) -> None:

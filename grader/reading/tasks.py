@@ -6,12 +6,13 @@ on ``vlm`` for the GPU workers. Both are idempotent, so a retried or repeated ta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError
+
+from grader.recovery.jobs import WorkTask
 
 from . import services
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
+@shared_task(base=WorkTask)
 def script_read_task(script_id: int) -> int:
     read = services.script_read(script_id=script_id, engines=[services.OCR])
     if settings.VLM_MODEL_PATH:
@@ -21,7 +22,7 @@ def script_read_task(script_id: int) -> int:
     return read
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
+@shared_task(base=WorkTask)
 def script_box_read_task(script_id: int, box_id: int) -> int:
     """Read one box of one script (again), e.g. after it was drawn, or moved on the template or that script."""
     read = services.script_read(script_id=script_id, box_ids=[box_id])
@@ -30,11 +31,11 @@ def script_box_read_task(script_id: int, box_id: int) -> int:
     return read
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError, ConnectionError), retry_backoff=True, max_retries=3)
+@shared_task(base=WorkTask)
 def script_read_vlm_task(script_id: int) -> int:
     return services.script_read(script_id=script_id, engines=[services.VLM])
 
 
-@shared_task(acks_late=True)
+@shared_task(base=WorkTask)
 def question_resuggest_task(question_id: int) -> None:
     services.question_resuggest(question_id=question_id)
