@@ -19,7 +19,7 @@ from pathlib import Path
 from ml.alignment import page_align
 from ml.boxes import AnswerBox, annotations_load, hgbench_dump
 from ml.demo_data import DemoConfig, demo_build
-from ml.grounding_eval import grounding_scores, scores_report
+from ml.grounding_eval import boxes_sample, dataset_scores, scores_report
 from ml.pages import document_pages
 from ml.suggest import SuggestConfig, boxes_suggest
 
@@ -51,14 +51,15 @@ def main(argv: list[str] | None = None) -> None:
                 for index, scan_page in enumerate(script["scan_pages"])
             ])
         aligned = time.monotonic()
-        gold = {"demo": json.loads(hgbench_dump(
+        gold = json.loads(hgbench_dump(
             boxes=annotations_load(data=(folder / "annotations.json").read_text(), page_sizes=sizes), page_sizes=sizes
-        ))}
+        ))
         for name, config in (("frames and ink", SuggestConfig()), ("ink only", SuggestConfig(frames=False))):
             suggested = boxes_suggest(template_pages=templates, scripts=scripts, config=config)
             boxes = [AnswerBox(label=f"S{n}", page=s.page, bbox=s.bbox) for n, s in enumerate(suggested, start=1)]
-            scores = grounding_scores(gold=gold, pred={"demo": json.loads(hgbench_dump(boxes=boxes, page_sizes=sizes))})
-            print(f"\nSuggested boxes ({name}): {len(boxes)} against {sum(len(v) for v in gold.values())} teacher boxes")
+            pred = json.loads(hgbench_dump(boxes=boxes, page_sizes=sizes))
+            scores = dataset_scores(samples=[boxes_sample(gold=gold, pred=pred, page_sizes=sizes)])
+            print(f"\nSuggested boxes ({name}): {len(boxes)} against {len(gold)} teacher boxes")
             print(scores_report(scores))
         print(f"\naligned {sum(len(s) for s in scripts)} pages in {aligned - started:.1f}s; "
               f"suggestions in {time.monotonic() - aligned:.1f}s")
