@@ -261,6 +261,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # keep it above the longest single step of a job (one script's PDF or reading, one training epoch).
 WORK_STALLED_MINUTES = env.float("WORK_STALLED_MINUTES", default=10)
 WORK_RECOVER_EVERY_S = env.float("WORK_RECOVER_EVERY_S", default=60)
+# Work queued again this many times without progress in between is given up (and logged): it is what
+# stops the worker (a page that exhausts its memory), not a lost message.
+WORK_REQUEUE_MAX = env.int("WORK_REQUEUE_MAX", default=3)
 CELERY_BEAT_SCHEDULE = {
     "work-recover": {"task": "grader.recovery.tasks.work_recover_task", "schedule": WORK_RECOVER_EVERY_S,
                      # A sweep not run in time is skipped: the next one does the same work.

@@ -213,14 +213,16 @@ def email_retry(request: HttpRequest, exam_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def email_unknown_retry(request: HttpRequest, exam_id: int, delivery_id: int) -> HttpResponse:
-    """The teacher checked that an interrupted email did not arrive: send it again."""
+def email_unknown_retry(request: HttpRequest, exam_id: int, delivery_id: int | None = None) -> HttpResponse:
+    """The teacher checked that interrupted emails (one, or all of them) did not arrive: send them again."""
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     try:
-        delivery = emails.email_unknown_retry(exam=exam, delivery_id=delivery_id, user=request.user,
-                                              text_digest=_text_digest(request))
+        deliveries = emails.email_unknown_retry(exam=exam, delivery_id=delivery_id, user=request.user,
+                                                text_digest=_text_digest(request))
     except emails.EmailRefused as refused:
         messages.error(request, str(refused))
     else:
-        messages.success(request, f"Sending {delivery.student.name}'s email again.")
+        names = ", ".join(delivery.student.name for delivery in deliveries)
+        messages.success(request, f"Sending again: {names}." if len(deliveries) > 1
+                         else f"Sending {names}'s email again.")
     return redirect("email_students", exam_id=exam.pk)

@@ -9,9 +9,13 @@ Rules that keep students from getting a wrong or second email:
 
 - students are emailed only once the exam is finished (scores locked) and only with the subject and
   body of the last test email the teacher sent to themselves (``ExamEmail.tested_digest``);
-- a delivery is sent only from ``queued`` or ``failed``; it is marked ``sending`` (committed) before
-  the SMTP conversation, so a worker that dies mid-send leaves ``sending``, which is never resent
-  automatically: the teacher checks and asks for a retry explicitly.
+- a delivery is sent only from ``queued`` or ``failed``; its message (scored PDF included) is made
+  first, then it is marked ``sending`` (committed, with the message's ``Message-ID``) just before the
+  SMTP conversation, so a worker that dies mid-send leaves ``sending``, which is never resent
+  automatically: the teacher checks and asks for a retry explicitly (one at a time or all at once);
+  a resent email keeps its ``Message-ID``, so a mail system that got the first copy can tell;
+- a delivery left ``queued`` for ``WORK_STALLED_MINUTES`` (its message lost with the broker, or its
+  worker killed before it began) is queued again by the recovery sweep: it cannot have been sent.
 
 Mail goes through Django's mail settings (``EMAIL_URL`` in the environment, see ``grader/settings.py``);
 SMTP and network errors become readable text on the delivery and in the log.
@@ -36,6 +40,8 @@ from django.utils import timezone
 
 from grader.grading.selectors import exam_finished
 from grader.models import Exam, Script, Student, User
+from grader.recovery.jobs import DB_ERRORS, db_retrying
+from grader.recovery.models import stalled_before
 from ml.scoring import figure_text, marks_text
 
 from .models import EmailDelivery, ExamEmail
@@ -231,10 +237,11 @@ def _from_domain() -> str | None:
     return address.rpartition("@")[2] or None
 
 
-def _message(*, rendered: RenderedEmail, to: str, subject: str, pdf: bytes, reply_to: str = "") -> EmailMessage:
+def _message(*, rendered: RenderedEmail, to: str, subject: str, pdf: bytes, reply_to: str = "",
+             message_id: str = "") -> EmailMessage:
     message = EmailMessage(
         subject=subject, body=rendered.body, to=[to], reply_to=[reply_to] if reply_to else None,
-        headers={"Message-ID": make_msgid(domain=_from_domain())},
+        headers={"Message-ID": message_id or make_msgid(domain=_from_domain())},
     )
     message.attach(rendered.filename, pdf, "application/pdf")
     return message
@@ -386,31 +393,58 @@ def email_failed_retry(*, exam: Exam, user: User, text_digest: str | None = None
 
 
 @transaction.atomic
-def email_unknown_retry(*, exam: Exam, delivery_id: int, user: User, text_digest: str | None = None) -> EmailDelivery:
-    """Queue again a delivery left ``sending`` by a worker that stopped mid-send; the teacher says so
-    after checking the student did not get it. Refused for a delivery in any other state."""
+def email_unknown_retry(*, exam: Exam, user: User, delivery_id: int | None = None,
+                        text_digest: str | None = None) -> list[EmailDelivery]:
+    """Queue again the deliveries whose attempt was interrupted mid-send (state ``unknown``: ``sending``
+    for longer than ``SENDING_STUCK_AFTER``): the one ``delivery_id``, or every one of the exam. The
+    teacher says so after checking the students did not get them. Each is queued once (locked; a
+    second request finds it queued and leaves it), and keeps its ``Message-ID``. Refused when there
+    is none, or the one asked for is in any other state."""
     _send_check(exam=exam, email=_locked_email(exam), text_digest=text_digest)
-    delivery = EmailDelivery.objects.select_for_update().filter(exam=exam, pk=delivery_id).first()
-    if delivery is None or delivery.status != Status.SENDING:
-        raise EmailRefused("That email is not waiting for a check (it may have been dealt with already).")
-    delivery.status, delivery.queued_at, delivery.queued_by = Status.QUEUED, timezone.now(), user
-    delivery.error = "Queued again by a teacher after an interrupted attempt."
-    delivery.save(update_fields=["status", "queued_at", "queued_by", "error"])
-    _enqueue([delivery.pk])
-    return delivery
+    unknown = EmailDelivery.objects.select_for_update().filter(
+        exam=exam, status=Status.SENDING, attempted_at__lt=timezone.now() - SENDING_STUCK_AFTER)
+    if delivery_id is not None:
+        unknown = unknown.filter(pk=delivery_id)
+    deliveries = list(unknown.select_related("student"))
+    if not deliveries:
+        raise EmailRefused("That email is not waiting for a check (it may have been dealt with already)."
+                           if delivery_id is not None else "No interrupted email is waiting for a check.")
+    for delivery in deliveries:
+        delivery.status, delivery.queued_at, delivery.queued_by = Status.QUEUED, timezone.now(), user
+        delivery.error = "Queued again by a teacher after an interrupted attempt."
+        delivery.save(update_fields=["status", "queued_at", "queued_by", "error"])
+    _enqueue([d.pk for d in deliveries])
+    return deliveries
+
+
+def email_stalled_requeue() -> int:
+    """Queue again every delivery ``queued`` with no attempt for ``WORK_STALLED_MINUTES`` (its task was
+    lost with the broker or never ran); returns how many. A queued delivery was never handed to the
+    SMTP server, so this cannot send anything twice."""
+    with transaction.atomic():
+        stalled = list(EmailDelivery.objects.select_for_update(skip_locked=True).filter(
+            status=Status.QUEUED, queued_at__lt=stalled_before()).values_list("pk", flat=True))
+        EmailDelivery.objects.filter(pk__in=stalled).update(queued_at=timezone.now())
+        _enqueue(stalled)
+    if stalled:
+        logger.warning("Queued %d stalled email deliveries again", len(stalled))
+    return len(stalled)
 
 
 def _delivery_end(delivery: EmailDelivery, status: str, **fields) -> EmailDelivery:
+    """Write a delivery's outcome, from the state this attempt put it in (a dropped connection is
+    reconnected: the outcome of an SMTP conversation must not be lost)."""
     for name, value in fields.items():
         setattr(delivery, name, value)
     delivery.status = status
-    delivery.save(update_fields=["status", *fields])
+    db_retrying(lambda: delivery.save(update_fields=["status", *fields]))
     return delivery
 
 
 def _delivery_message(delivery: EmailDelivery) -> EmailMessage:
-    """The message for a delivery now ``sending``; ``EmailRefused`` when the rules changed since it
-    was queued (exam reopened, text edited and not tested) or the student lost their script."""
+    """The message for a delivery about to be sent to ``delivery.to``; ``EmailRefused`` when the rules
+    changed since it was queued (exam reopened, text edited and not tested) or the student lost their
+    script. It keeps the delivery's ``Message-ID`` from an earlier attempt."""
     exam = delivery.exam
     email = ExamEmail.objects.filter(exam=exam).first() or ExamEmail(exam=exam)
     blocker = email_send_blocker(exam=exam, email=email)
@@ -422,42 +456,60 @@ def _delivery_message(delivery: EmailDelivery) -> EmailMessage:
     rendered = email_render(subject=email.subject, body=email.body, exam=exam, result=result)
     reply_to = delivery.queued_by.email if delivery.queued_by else ""
     return _message(rendered=rendered, to=delivery.to, subject=rendered.subject, pdf=script_pdf(result=result),
-                    reply_to=reply_to)
+                    reply_to=reply_to, message_id=delivery.message_id)
+
+
+def _delivery_refused(delivery_id: int, error: str) -> EmailDelivery | None:
+    """Mark a delivery failed before anything was sent, unless another attempt took it meanwhile."""
+    with transaction.atomic():
+        delivery = EmailDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or delivery.status not in (Status.QUEUED, Status.FAILED):
+            return delivery
+        return _delivery_end(delivery, Status.FAILED, error=error)
 
 
 def email_delivery_send(*, delivery_id: int) -> EmailDelivery | None:
     """Send one student's email if it is ``queued`` or ``failed``; any other state is returned as is.
 
-    The delivery is marked ``sending`` (attempts + 1) and committed before the SMTP conversation, then
-    ``sent`` (with ``sent_at`` and the ``Message-ID``) or ``failed`` (with a readable error, logged).
+    The message, scored PDF included, is made first; then the delivery is marked ``sending``
+    (attempts + 1, its ``Message-ID``) and committed, under a lock that lets only one attempt do so;
+    then the SMTP conversation, then ``sent`` (with ``sent_at``) or ``failed`` (with a readable error,
+    logged). A worker killed while making the message leaves the delivery ``queued``, which is
+    queued again; only one killed mid-conversation leaves ``sending`` (the teacher checks).
     """
-    with transaction.atomic():
-        delivery = (EmailDelivery.objects.select_for_update(of=("self",)).select_related("exam", "student", "queued_by")
-                    .filter(pk=delivery_id).first())
-        if delivery is None or delivery.status not in (Status.QUEUED, Status.FAILED):
-            return delivery
-        delivery.to = delivery.student.email
-        if not delivery.to:
-            return _delivery_end(delivery, Status.NO_ADDRESS, to="")
-        delivery.attempts += 1
-        _delivery_end(delivery, Status.SENDING, to=delivery.to, attempts=delivery.attempts,
-                      attempted_at=timezone.now(), error="")
+    delivery = (EmailDelivery.objects.select_related("exam", "student", "queued_by").filter(pk=delivery_id).first())
+    if delivery is None or delivery.status not in (Status.QUEUED, Status.FAILED):
+        return delivery
+    delivery.to = delivery.student.email
+    if not delivery.to:
+        with transaction.atomic():
+            locked = EmailDelivery.objects.select_for_update().get(pk=delivery_id)
+            if locked.status not in (Status.QUEUED, Status.FAILED):
+                return locked
+            return _delivery_end(locked, Status.NO_ADDRESS, to="")
     try:
         message = _delivery_message(delivery)
     except EmailRefused as refused:
-        return _delivery_end(delivery, Status.FAILED, error=str(refused))
+        return _delivery_refused(delivery_id, str(refused))
+    except DB_ERRORS:
+        raise  # nothing was marked: the task is retried
     except Exception:
         # Nothing reached the SMTP server, so failed (retryable) is the truth; the trace is for the admin.
         logger.exception("Could not make the email of delivery %s (exam %s)", delivery.pk, delivery.exam_id)
-        return _delivery_end(delivery, Status.FAILED, error="Could not make the scored script PDF; the server log has the details.")
+        return _delivery_refused(delivery_id, "Could not make the scored script PDF; the server log has the details.")
+    with transaction.atomic():
+        locked = EmailDelivery.objects.select_for_update().get(pk=delivery_id)
+        if locked.status not in (Status.QUEUED, Status.FAILED):
+            return locked  # another attempt took it while this one made the message
+        delivery = _delivery_end(delivery, Status.SENDING, to=delivery.to, attempts=locked.attempts + 1,
+                                 attempted_at=timezone.now(), error="", message_id=message.extra_headers["Message-ID"])
     try:
         _send(message)
     except (OSError, ValueError) as error:
         text = smtp_error_text(error)
         logger.warning("Email to %s (delivery %s, exam %s) failed: %s", delivery.to, delivery.pk, delivery.exam_id, text)
         return _delivery_end(delivery, Status.FAILED, error=text)
-    return _delivery_end(delivery, Status.SENT, sent_at=timezone.now(), message_id=message.extra_headers["Message-ID"],
-                         subject=message.subject[:300])
+    return _delivery_end(delivery, Status.SENT, sent_at=timezone.now(), subject=message.subject[:300])
 
 
 # ---------------------------------------------------------------- the status table

@@ -83,6 +83,30 @@ def export_progress(request: HttpRequest, exam_id: int, job_id: int) -> HttpResp
     return response
 
 
+def _job_row(request: HttpRequest, job: ExportJob) -> HttpResponse:
+    """The job's row for htmx, else the outputs page at the job."""
+    if not request.htmx:
+        return redirect(reverse("outputs", args=[job.exam_id]) + f"#job-{job.pk}")
+    return render(request, "outputs/outputs.html#job-row", {"exam": job.exam, "job": job})
+
+
+@login_required
+@require_POST
+def export_restart(request: HttpRequest, exam_id: int, job_id: int) -> HttpResponse:
+    """"Make again": a stalled, failed or cancelled file is made from the start."""
+    job = _job_get(request, exam_id, job_id)
+    if job.status != ExportJob.Status.DONE and (job.finished or job.stalled):
+        job = services.export_restart(job=job)
+    return _job_row(request, job)
+
+
+@login_required
+@require_POST
+def export_cancel(request: HttpRequest, exam_id: int, job_id: int) -> HttpResponse:
+    job = services.export_cancel(job=_job_get(request, exam_id, job_id))
+    return _job_row(request, job)
+
+
 @login_required
 @require_GET
 def export_download(request: HttpRequest, exam_id: int, job_id: int) -> FileResponse:

@@ -62,12 +62,14 @@ class Job(models.Model):
 
 
 class Requeue(models.Model):
-    """When the sweep last queued a piece of work that has no job of its own (reading an exam's scripts,
-    matching its identities), so it queues it once per stall rather than at every sweep.
-    ``key``: ``read:<exam id>``, ``identity:<exam id>``."""
+    """When the sweep last queued a piece of work that has no job of its own (reading an exam's
+    scripts), so it queues it once per stall rather than at every sweep, and how many times in a row
+    it did so without the work making progress in between (it gives up after ``WORK_REQUEUE_MAX``).
+    ``key``: ``read:<exam id>``."""
 
     key = models.CharField(max_length=64, unique=True)
     at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
 
     def __str__(self) -> str:
         return f"{self.key} at {self.at:%Y-%m-%d %H:%M}"

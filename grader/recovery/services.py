@@ -1,0 +1,140 @@
+"""The recovery sweep: the database is the source of truth for work, the broker only a way to hand it out.
+
+``work_recover`` (run by Celery beat every ``WORK_RECOVER_EVERY_S`` seconds, and by ``manage.py
+work_recover``) queues again, once per stall, whatever made no progress for ``WORK_STALLED_MINUTES``:
+
+- export jobs still queued or running (``ExportJob.heartbeat_at``): made again from the start;
+- email deliveries still ``queued`` (``queued_at``): never handed to the SMTP server, so sent at
+  most once (``sending`` ones are the teacher's call, ``emails.email_unknown_retry``);
+- scripts with boxes not yet read, in an exam where nothing was read (no ``read_at``) for that long:
+  read again (reading is idempotent), and the exam's identities matched for what is read, so one
+  missing script does not keep the whole class unmatched.
+
+Every step may run twice, or in two sweeps at once, without harm: re-queued work is claimed by one run
+(jobs), locked (deliveries) or idempotent (reading). Work queued again ``WORK_REQUEUE_MAX`` times without
+progress in between is given up and logged: it is what stops the worker, not a lost message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from annotations.models import AnswerBox
+from grader.models import Exam, Script
+from grader.outputs import emails
+from grader.outputs import services as outputs
+from grader.outputs.models import ExportJob
+from grader.reading import services as reading
+from grader.reading.models import Answer, ScriptIdentity
+
+from .models import Job, Requeue, stalled_before
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_LABELS = ("NAME", "ID")
+
+
+@dataclass
+class Recovered:
+    """What one sweep queued again (counts) and what it gave up on (sentences, for the log)."""
+
+    exports: int = 0
+    emails: int = 0
+    scripts: int = 0
+    identities: int = 0  # exams whose identities were matched for what is read
+    given_up: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"{self.exports} export job(s), {self.emails} email(s), {self.scripts} script(s) queued again; "
+                 f"identities matched in {self.identities} exam(s)"]
+        return "; ".join(parts + [f"gave up: {text}" for text in self.given_up])
+
+
+def work_recover() -> Recovered:
+    """Queue again every piece of work that stalled (see the module docstring); returns what it did."""
+    found = Recovered()
+    exports_recover(found)
+    found.emails = emails.email_stalled_requeue()
+    reading_recover(found)
+    if found.exports or found.emails or found.scripts or found.identities or found.given_up:
+        logger.warning("Recovery: %s", found)
+    return found
+
+
+def exports_recover(found: Recovered) -> None:
+    """Make again every export job queued or running with no heartbeat for ``WORK_STALLED_MINUTES``."""
+    stalled = ExportJob.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING], heartbeat_at__lt=stalled_before())
+    for job in stalled:
+        # Each recovery is a restart and a claim: two attempts.
+        if job.attempts >= 2 * settings.WORK_REQUEUE_MAX:
+            error = (f"Stopped after {job.attempts // 2} tries: the worker stopped while making it each time "
+                     "(the worker's log says why). Make again to try once more.")
+            if ExportJob.objects.filter(pk=job.pk, attempts=job.attempts, status=job.status).update(
+                    status=Job.Status.FAILED, error=error, finished_at=timezone.now()):
+                found.given_up.append(f"export job {job.pk}")
+            continue
+        outputs.export_restart(job=job)
+        found.exports += 1
+
+
+def _scripts_unread() -> dict[int, list[int]]:
+    """Exam id -> its scripts with a box not yet read (a question's answer, or the identity)."""
+    questions = dict(AnswerBox.objects.filter(parent=None, question__isnull=False).values("exam_id")
+                     .annotate(n=Count("question", distinct=True)).values_list("exam_id", "n"))
+    identity = set(AnswerBox.objects.filter(parent=None, label__in=IDENTITY_LABELS).values_list("exam_id", flat=True))
+    scripts = (Script.objects.filter(exam_id__in=set(questions) | identity)
+               .annotate(read=Count("answers", distinct=True, filter=Q(
+                   answers__read_at__isnull=False, answers__question__boxes__parent=None)))
+               .values_list("pk", "exam_id", "read", "identity__read_at"))
+    unread: dict[int, list[int]] = defaultdict(list)
+    for script_id, exam_id, read, identity_read_at in scripts:
+        if read < questions.get(exam_id, 0) or (exam_id in identity and identity_read_at is None):
+            unread[exam_id].append(script_id)
+    return unread
+
+
+def _last_progress(exam_id: int):
+    """The last sign of reading work in the exam: a box read, a script made, a box drawn or moved."""
+    times = [
+        Answer.objects.filter(script__exam_id=exam_id).aggregate(at=Max("read_at"))["at"],
+        ScriptIdentity.objects.filter(script__exam_id=exam_id).aggregate(at=Max("read_at"))["at"],
+        Script.objects.filter(exam_id=exam_id).aggregate(at=Max("created_at"))["at"],
+        AnswerBox.objects.filter(exam_id=exam_id).aggregate(at=Max("updated_at"))["at"],
+    ]
+    return max(time for time in times if time is not None)
+
+
+def reading_recover(found: Recovered) -> None:
+    """Queue reading again for the unread scripts of every exam where reading stalled, and match its
+    identities for what is read."""
+    before = stalled_before()
+    for exam_id, script_ids in _scripts_unread().items():
+        last = _last_progress(exam_id)
+        if last >= before:
+            continue  # still being read (or just queued)
+        with transaction.atomic():
+            mark, created = Requeue.objects.select_for_update().get_or_create(
+                key=f"read:{exam_id}", defaults={"at": timezone.now(), "count": 1})
+            if not created:
+                if mark.at >= before:
+                    continue  # queued again less than WORK_STALLED_MINUTES ago
+                mark.count = mark.count + 1 if mark.at >= last else 1
+                mark.at = timezone.now()
+                mark.save(update_fields=["at", "count"])
+            if mark.count > settings.WORK_REQUEUE_MAX:
+                if mark.count == settings.WORK_REQUEUE_MAX + 1:
+                    found.given_up.append(f"reading {len(script_ids)} script(s) of exam {exam_id}")
+                continue
+            found.scripts += reading.exam_read_enqueue(exam=Exam.objects.get(pk=exam_id),
+                                                       scripts=Script.objects.filter(pk__in=script_ids))
+        if ScriptIdentity.objects.filter(script__exam_id=exam_id, read_at__isnull=False).exists() and \
+                AnswerBox.objects.filter(exam_id=exam_id, parent=None, label__in=IDENTITY_LABELS).exists():
+            reading.exam_identity_match(exam_id=exam_id)
+            found.identities += 1
