@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from annotations import services as box_services
     from grader import services
+    from grader.scans import services as scans
     from grader.models import User
     from grader.reading import services as reading
     from grader.reading.models import Answer
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # Time page matching/alignment inside scan processing, and keep suggestions out of the read stage.
     align_seconds = [0.0]
-    page_place = services._page_place
+    page_place = scans._page_place
 
     def timed_page_place(**kwargs):
         began = time.perf_counter()
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             align_seconds[0] += time.perf_counter() - began
 
-    services._page_place = timed_page_place
+    scans._page_place = timed_page_place
     answers_suggest = reading.answers_suggest
     reading.answers_suggest = lambda *, answers: None
 
@@ -147,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     clock = time.process_time()
     started = time.perf_counter()
     with (folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=user)
-    upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
+        intake = scans.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=user)
+    upload = scans.scan_upload_process(upload_id=intake.accepted[0].pk)
     stages["split+align"] = time.perf_counter() - started
     cpu["split+align"], clock = time.process_time() - clock, time.process_time()
     if upload.status != upload.Status.DONE:
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     stages["identity"] = time.perf_counter() - started
     cpu["identity"] = time.process_time() - clock
     traced_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
-    services._page_place = page_place
+    scans._page_place = page_place
 
     total = sum(stages.values())
     blank = Answer.objects.filter(script__exam=exam, blank=True).count()

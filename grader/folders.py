@@ -14,6 +14,7 @@ from django.core.files import File
 from annotations import services as box_services
 
 from . import services
+from .scans import services as scan_services
 from .models import Exam, ScanUpload, User
 
 FOLDER_FILES = ("template.pdf", "annotations.json", "roster.xlsx", "answers.xlsx", "scans.pdf")
@@ -53,12 +54,12 @@ def exam_folder_load(*, exam: Exam, folder: Path, user: User) -> ScanUpload:
     if not exam.boxes.filter(question__isnull=False).exists():
         raise FolderRejected("annotations.json has no question boxes: nothing to read.")
     with (folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=user)
+        intake = scan_services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=user)
     if intake.rejected:
         raise FolderRejected(_named("scans.pdf", "; ".join(intake.rejected)))
     if intake.duplicates:
         raise FolderRejected(_named("scans.pdf", intake.duplicates[0]))
-    upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    upload = scan_services.scan_upload_process(upload_id=intake.accepted[0].pk)
     if upload.status != ScanUpload.Status.DONE:
         raise FolderRejected(_named("scans.pdf", upload.error or "processing failed"))
     if not exam.scripts.exists():

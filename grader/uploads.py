@@ -17,6 +17,7 @@ they do, and they refuse an upload by its Content-Length, and a malformed form, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
@@ -28,6 +29,8 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from .inputs import whole_number_parse
+
+logger = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
 # Room for the form's other fields and the multipart boundaries on top of its files.
@@ -148,3 +151,19 @@ class UploadLimitMiddleware:
         except UnreadablePostError:
             pass  # the client went away; the view or CSRF's check answers the empty form as they do
         return None
+
+
+def upload_form_read(request: HttpRequest, form_class):
+    """Bind an upload form: ``(form, None)``, or ``(form or None, message)`` when there is nothing to take.
+
+    An interrupted or malformed upload becomes a message, not a crash. Uploads over their size limit
+    never get here (``UploadLimitMiddleware``)."""
+    try:
+        form = form_class(request.POST, request.FILES)
+        valid = form.is_valid()
+    except Exception as error:  # MultiPartParserError, UnreadablePostError: the upload broke off
+        logger.warning("Upload could not be read: %s", error)
+        return None, "The upload was interrupted or damaged before it finished. Nothing was stored; please try again."
+    if not valid:
+        return form, "Choose a file to upload."
+    return form, None

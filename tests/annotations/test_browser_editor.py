@@ -13,6 +13,7 @@ from django.test import Client
 from annotations.models import AnswerBox, BoxAdjustment
 from annotations.selectors import script_box_as_dict
 from grader import services
+from grader.scans import services as scans
 from grader.models import Exam, User
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -145,8 +146,8 @@ def test_a_teacher_moves_one_scripts_box_and_resets_it(page, live_server, demo_e
 
     q1 = box_made(demo_exam, "Q1", (142, 629, 407, 718))
     with (demo_folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=demo_exam, files=[File(handle, name="scans.pdf")], user=hannah)
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+        intake = scans.scan_files_accept(exam=demo_exam, files=[File(handle, name="scans.pdf")], user=hannah)
+    scans.scan_upload_process(upload_id=intake.accepted[0].pk)
     script = demo_exam.scripts.get()
     log_in(page, live_server, hannah)
 

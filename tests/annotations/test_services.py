@@ -12,6 +12,7 @@ from model_bakery import baker
 from annotations import services as box_services
 from annotations.models import AnswerBox, SuggestedBox
 from grader import services
+from grader.scans import services as scans
 from grader.reading.models import Answer
 from ml.boxes import box_iou
 from ml.demo_data import annotations as demo_annotations
@@ -23,8 +24,8 @@ def scanned_exam(exam, teacher, demo_folder_for):
     with (folder / "template.pdf").open("rb") as handle:
         services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
     with (folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+        intake = scans.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
+    scans.scan_upload_process(upload_id=intake.accepted[0].pk)
     return exam
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import services
+from grader.scans import services as scans
 from grader.models import ScanUpload, User
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -22,7 +22,7 @@ def demo_folder(demo_folder_for) -> Path:
 def queued_uploads(monkeypatch) -> list[ScanUpload]:
     """Uploads the app hands to Celery; the test plays the worker so it can watch the progress bar."""
     queued: list[ScanUpload] = []
-    monkeypatch.setattr(services, "scan_upload_enqueue", lambda *, upload: queued.append(upload))
+    monkeypatch.setattr(scans, "scan_upload_enqueue", lambda *, upload: queued.append(upload))
     return queued
 
 
@@ -65,7 +65,7 @@ def test_a_teacher_sets_up_an_exam_and_watches_the_scans_become_scripts(
     expect(page.get_by_text("Queued 0/6")).to_be_visible()
     assert page.get_by_text("Scripts (0)").is_visible()
 
-    services.scan_upload_process(upload_id=queued_uploads[0].pk)
+    scans.scan_upload_process(upload_id=queued_uploads[0].pk)
 
     # The row polls for progress, stops when done, and the scripts appear without a reload.
     expect(page.get_by_text("6 pages read, 3 scripts made.")).to_be_visible()

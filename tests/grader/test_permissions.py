@@ -15,6 +15,7 @@ from model_bakery import baker
 from PIL import Image
 
 from grader import urls as grader_urls
+from grader.scans import urls as scans_urls
 from grader.models import Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from tests.conftest import layout_page, pdf_upload, xlsx_upload
 
@@ -181,7 +182,7 @@ def ids(requests) -> list[str]:
 def test_these_tests_cover_every_exam_url():
     exam_urls = {
         pattern.name
-        for pattern in grader_urls.urlpatterns
+        for pattern in [*grader_urls.urlpatterns, *scans_urls.urlpatterns]
         if isinstance(pattern, URLPattern) and "exam_id" in str(pattern.pattern)
     }
 

@@ -23,13 +23,14 @@ from openpyxl import load_workbook
 
 from annotations import services as box_services
 from grader import celery_app, services
+from grader.scans import services as scans
 from grader.grading.models import ExamStatus
 from grader.outputs import emails
 from grader.outputs import services as outputs
 from grader.outputs.models import EmailDelivery, ExportJob
 from grader.reading.models import Answer, ScriptIdentity
 from grader.models import ScanUpload
-from grader.tasks import scan_upload_process_task
+from grader.scans.tasks import scan_upload_process_task
 from tests.conftest import layout_page, pdf_first_page_text, pdf_upload
 from tests.grader.outputs.conftest import scored_exam  # noqa: F401 (a fixture)
 
@@ -100,7 +101,7 @@ def not_eager():
 
 def test_a_worker_process_splits_an_upload_sent_through_the_broker(exam, teacher, template_pdf, worker, not_eager):
     services.template_upload(exam=exam, file=template_pdf)
-    intake = services.scan_files_accept(exam=exam, files=[pdf_upload([layout_page(1), layout_page(2)] * 2)], user=teacher)
+    intake = scans.scan_files_accept(exam=exam, files=[pdf_upload([layout_page(1), layout_page(2)] * 2)], user=teacher)
     upload = intake.accepted[0]
 
     result = scan_upload_process_task.delay(upload.pk)
@@ -112,7 +113,7 @@ def test_a_worker_process_splits_an_upload_sent_through_the_broker(exam, teacher
     upload.refresh_from_db()
     assert upload.status == ScanUpload.Status.DONE, upload.error
     assert sorted(exam.scripts.values_list("number", flat=True)) == [1, 2]
-    assert f"Task grader.tasks.scan_upload_process_task[{result.id}] succeeded" in worker.read_text()
+    assert f"Task grader.scans.tasks.scan_upload_process_task[{result.id}] succeeded" in worker.read_text()
     deadline = time.monotonic() + 10
     while not TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists():
         assert time.monotonic() < deadline, "The worker did not record the task's result in the database."
@@ -128,7 +129,7 @@ def test_a_worker_reads_matches_and_suggests_every_script_of_an_upload(exam, tea
         services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
     box_services.boxes_import(exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=teacher)
     with (folder / "scans.pdf").open("rb") as handle:
-        upload = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher).accepted[0]
+        upload = scans.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher).accepted[0]
 
     scan_upload_process_task.delay(upload.pk)
 

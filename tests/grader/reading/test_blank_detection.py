@@ -7,6 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from annotations import services as box_services
 from grader import services
+from grader.scans import services as scans
 from grader.reading import services as reading
 from grader.reading.models import Answer
 from ml.recognition.base import Reading
@@ -46,10 +47,10 @@ def exam_with_printed_box(exam, teacher, monkeypatch):
     box_services.box_save(exam=exam, page=0, bbox=BOX, label="Q1", user=teacher, add_question=True)
     written = _template()
     ImageDraw.Draw(written).text((BOX[0] + 40, BOX[1] + 30), "60", fill=(20, 30, 120), font=ImageFont.truetype(FONT, 60))
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam, files=[pdf_upload([_scanned(_template()), _scanned(written)])], user=teacher
     )
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    scans.scan_upload_process(upload_id=intake.accepted[0].pk)
     for script in exam.scripts.all():
         reading.script_read(script_id=script.pk, engines=[reading.OCR])
     return exam

@@ -19,6 +19,7 @@ from PIL import Image
 
 from annotations import services as box_services
 from grader import services
+from grader.scans import services as scans
 from grader.models import Exam, Question, ScanPage, Script
 from grader.reading import selectors as reading_selectors
 from grader.reading import services as reading
@@ -45,8 +46,8 @@ def demo_load(*, exam, teacher, folder):
         services.template_upload(exam=exam, file=File(handle, name="template.pdf"))
     box_services.boxes_import(exam=exam, fmt="annotations", data=(folder / "annotations.json").read_bytes(), user=teacher)
     with (folder / "scans.pdf").open("rb") as handle:
-        intake = services.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+        intake = scans.scan_files_accept(exam=exam, files=[File(handle, name="scans.pdf")], user=teacher)
+    scans.scan_upload_process(upload_id=intake.accepted[0].pk)
     return exam
 
 

@@ -1,4 +1,4 @@
-"""Uploading the blank exam and scans: validation, splitting into scripts, flags, and page moves."""
+"""Uploading scans: validation, splitting into scripts, blank backs, flags, and page moves."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from django.urls import reverse
 from PIL import Image, ImageDraw
 
 from grader import services
+from grader.scans import services as scans
 from grader.models import ScanPage, ScanUpload, Script
 from tests.conftest import layout_page, pdf_bytes, pdf_upload
 
 
 def _scan(exam, teacher, pages, *, name="scans.pdf"):
-    intake = services.scan_files_accept(exam=exam, files=[pdf_upload(pages, name=name)], user=teacher)
+    intake = scans.scan_files_accept(exam=exam, files=[pdf_upload(pages, name=name)], user=teacher)
     assert not intake.rejected, intake.rejected
-    return services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    return scans.scan_upload_process(upload_id=intake.accepted[0].pk)
 
 
 def _script_pages(exam):
@@ -33,25 +34,6 @@ def _script_pages(exam):
 def exam_with_template(exam, template_pdf):
     services.template_upload(exam=exam, file=template_pdf)
     return exam
-
-
-# ---------------------------------------------------------------- template
-
-
-def test_the_blank_exam_is_rasterised_at_150_dpi_into_a4_pages(exam, template_pdf):
-    pages = services.template_upload(exam=exam, file=template_pdf)
-
-    assert [(page.index, page.width, page.height) for page in pages] == [(0, 1240, 1754), (1, 1240, 1754)]
-    assert exam.template_pdf.name.endswith(".pdf")
-
-
-def test_a_broken_replacement_template_keeps_the_old_one(exam_with_template):
-    with pytest.raises(services.UploadRejected, match="not a PDF"):
-        services.template_upload(
-            exam=exam_with_template, file=SimpleUploadedFile("new.pdf", b"<html>not a pdf</html>")
-        )
-
-    assert exam_with_template.template_pages.count() == 2
 
 
 # ---------------------------------------------------------------- splitting
@@ -136,11 +118,11 @@ def test_multi_page_tiff_images_are_accepted_as_scans(exam_with_template, teache
     buffer = io.BytesIO()
     first, second = layout_page(1), layout_page(2)
     first.save(buffer, format="TIFF", save_all=True, append_images=[second], dpi=(150, 150))
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[SimpleUploadedFile("scan.tiff", buffer.getvalue())], user=teacher
     )
 
-    upload = services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    upload = scans.scan_upload_process(upload_id=intake.accepted[0].pk)
 
     assert upload.kind == "image"
     assert _script_pages(exam_with_template) == {1: [0, 1]}
@@ -149,11 +131,11 @@ def test_multi_page_tiff_images_are_accepted_as_scans(exam_with_template, teache
 def test_an_image_without_a_resolution_is_scaled_to_the_template_width(exam_with_template, teacher):
     buffer = io.BytesIO()
     layout_page(1).resize((2480, 3508)).save(buffer, format="PNG")
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[SimpleUploadedFile("photo.png", buffer.getvalue())], user=teacher
     )
 
-    services.scan_upload_process(upload_id=intake.accepted[0].pk)
+    scans.scan_upload_process(upload_id=intake.accepted[0].pk)
 
     page = ScanPage.objects.get()
     assert (page.width, page.height) == (1240, 1754)
@@ -163,7 +145,7 @@ def test_processing_the_same_upload_twice_does_not_duplicate_pages_or_scripts(ex
     upload = _scan(exam_with_template, teacher, [layout_page(1), layout_page(2)])
     ScanUpload.objects.filter(pk=upload.pk).update(status=ScanUpload.Status.PROCESSING)
 
-    services.scan_upload_process(upload_id=upload.pk)
+    scans.scan_upload_process(upload_id=upload.pk)
 
     assert ScanPage.objects.count() == 2
     assert Script.objects.count() == 1
@@ -171,13 +153,13 @@ def test_processing_the_same_upload_twice_does_not_duplicate_pages_or_scripts(ex
 
 def test_a_failure_while_processing_is_recorded_on_the_upload_and_shown(exam_with_template, teacher, client_for):
     _scan(exam_with_template, teacher, [layout_page(1), layout_page(2)], name="first.pdf")
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[pdf_upload([layout_page(1)], name="second.pdf")], user=teacher
     )
     upload = intake.accepted[0]
     Path(upload.file.path).write_bytes(b"%PDF-1.7 overwritten by a full disk")
 
-    upload = services.scan_upload_process(upload_id=upload.pk)
+    upload = scans.scan_upload_process(upload_id=upload.pk)
 
     assert upload.status == ScanUpload.Status.FAILED
     assert upload.error == "second.pdf is damaged and cannot be read as a PDF."
@@ -191,9 +173,9 @@ def test_a_failure_while_processing_is_recorded_on_the_upload_and_shown(exam_wit
 
 def test_the_same_file_uploaded_twice_is_recognised_and_not_added_again(exam_with_template, teacher):
     content = pdf_bytes([layout_page(1), layout_page(2)])
-    services.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile("a.pdf", content)], user=teacher)
+    scans.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile("a.pdf", content)], user=teacher)
 
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[SimpleUploadedFile("copy of a.pdf", content)], user=teacher
     )
 
@@ -204,19 +186,19 @@ def test_the_same_file_uploaded_twice_is_recognised_and_not_added_again(exam_wit
 
 def test_the_same_file_uploaded_by_two_teachers_at_once_is_stored_once(exam_with_template, teacher, monkeypatch):
     content = pdf_bytes([layout_page(1), layout_page(2)])
-    real_note = services._upload_duplicate_note
+    real_note = scans._upload_duplicate_note
     checks = []
 
     def other_teacher_wins_the_race(**kwargs):
         # The first check finds nothing; then the other teacher's copy is committed before ours.
         if not checks:
             checks.append(1)
-            services.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile("theirs.pdf", content)], user=teacher)
+            scans.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile("theirs.pdf", content)], user=teacher)
             return False
         return real_note(**kwargs)
 
-    monkeypatch.setattr(services, "_upload_duplicate_note", other_teacher_wins_the_race)
-    intake = services.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile("mine.pdf", content)], user=teacher)
+    monkeypatch.setattr(scans, "_upload_duplicate_note", other_teacher_wins_the_race)
+    intake = scans.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile("mine.pdf", content)], user=teacher)
 
     assert intake.accepted == []
     assert "mine.pdf has the same content as theirs.pdf" in intake.duplicates[0]
@@ -242,7 +224,7 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("name,content,message", BAD_FILES.values(), ids=BAD_FILES.keys())
 def test_bad_scan_files_are_refused_with_a_clear_reason_and_store_nothing(exam_with_template, teacher, name, content, message):
-    intake = services.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile(name, content)], user=teacher)
+    intake = scans.scan_files_accept(exam=exam_with_template, files=[SimpleUploadedFile(name, content)], user=teacher)
 
     assert intake.accepted == []
     assert message in intake.rejected[0]
@@ -253,7 +235,7 @@ def test_a_pdf_with_zero_pages_is_refused(exam_with_template, teacher):
     buffer = io.BytesIO()
     pikepdf.new().save(buffer)
 
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[SimpleUploadedFile("empty.pdf", buffer.getvalue())], user=teacher
     )
 
@@ -261,7 +243,7 @@ def test_a_pdf_with_zero_pages_is_refused(exam_with_template, teacher):
 
 
 def test_a_password_protected_pdf_is_refused_with_advice(exam_with_template, teacher):
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[SimpleUploadedFile("locked.pdf", _encrypted_pdf())], user=teacher
     )
 
@@ -273,7 +255,7 @@ def test_a_decompression_bomb_image_is_refused(exam_with_template, teacher, sett
     buffer = io.BytesIO()
     Image.new("1", (4000, 4000), 1).save(buffer, format="PNG")
 
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[SimpleUploadedFile("huge.png", buffer.getvalue())], user=teacher
     )
 
@@ -283,7 +265,7 @@ def test_a_decompression_bomb_image_is_refused(exam_with_template, teacher, sett
 def test_a_pdf_page_too_large_to_render_is_refused(exam_with_template, teacher, settings):
     settings.MAX_IMAGE_PIXELS = 1_000_000
 
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template, files=[pdf_upload([layout_page(1)], name="poster.pdf")], user=teacher
     )
 
@@ -293,7 +275,7 @@ def test_a_pdf_page_too_large_to_render_is_refused(exam_with_template, teacher, 
 def test_a_file_over_the_size_limit_is_refused(exam_with_template, teacher, settings):
     settings.MAX_UPLOAD_MB = 0
 
-    intake = services.scan_files_accept(exam=exam_with_template, files=[pdf_upload([layout_page(1)])], user=teacher)
+    intake = scans.scan_files_accept(exam=exam_with_template, files=[pdf_upload([layout_page(1)])], user=teacher)
 
     assert "over the 0 MB limit" in intake.rejected[0]
 
@@ -317,7 +299,7 @@ def test_a_scan_file_of_more_pages_than_one_upload_takes_is_refused_and_nothing_
 
 
 def test_one_bad_file_does_not_stop_the_good_ones_in_the_same_upload(exam_with_template, teacher):
-    intake = services.scan_files_accept(
+    intake = scans.scan_files_accept(
         exam=exam_with_template,
         files=[SimpleUploadedFile("bad.pdf", b"nonsense"), pdf_upload([layout_page(1), layout_page(2)], name="good.pdf")],
         user=teacher,
