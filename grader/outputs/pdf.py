@@ -29,10 +29,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+import cv2
+import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.template.loader import render_to_string
 from django.utils import timezone
+from PIL import Image
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
@@ -80,30 +83,128 @@ class _Page:
     boxes: list[_Box]
 
 
-def _label_place(*, left: float, top: float, right: float, text: str) -> tuple[float, float]:
-    """Where a score label goes (its left and top in mm): right of the box where the paper has room,
-    else above the box's right end, else inside its top-right corner."""
-    width = len(text) * LABEL_FONT_MM * 0.62 + 2  # and 1 mm padding each side (print.css)
-    if right + LABEL_GAP_MM + width <= A4_MM[0] - SAFE_MM:
-        return right + LABEL_GAP_MM, max(SAFE_MM, top)
-    label_left = max(SAFE_MM, min(right, A4_MM[0] - SAFE_MM) - width)
-    if top - LABEL_GAP_MM - LABEL_HEIGHT_MM >= SAFE_MM:
-        return label_left, top - LABEL_GAP_MM - LABEL_HEIGHT_MM
-    return max(left, label_left - 1), max(SAFE_MM, top + 1)
+# A label's place counts as clear of print and handwriting when at most this share of the scan under it
+# is ink (a pixel darker than INK_LEVEL of 255, not on a ruled line): paper grain and JPEG noise stay
+# below it, a printed "[2]" or a stroke of handwriting does not.
+INK_LEVEL = 140
+CLEAR_INK = 0.002
+# ...and that much around it: a label does not touch the tip of a bracket or a descender either.
+CLEAR_MM = 1.0
+# Straight dark runs at least this long (mm) are ruled lines and box borders: a label may sit on them.
+RULE_MM = 12.0
+# Places along a row of candidates are tried this far apart (mm).
+LABEL_STEP_MM = 3.0
+
+
+class _Ink:
+    """Where a scan page has print or handwriting, asked of rectangles in mm on the A4 sheet: a
+    summed-area table of its dark pixels less ruled lines, so each question costs four lookups."""
+
+    def __init__(self, page: ScanPage, *, scale: float, offset_x: float, offset_y: float):
+        with Image.open(page.image.path) as image:
+            grey = np.asarray(image.convert("L"))
+        dark = (grey < INK_LEVEL).astype(np.uint8)
+        run = max(3, round(RULE_MM / scale))
+        # A rule tilted by a degree steps a pixel every ~60 px: thickened across first, it stays one run.
+        rules = (cv2.morphologyEx(cv2.dilate(dark, np.ones((3, 1), np.uint8)), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+                 | cv2.morphologyEx(cv2.dilate(dark, np.ones((1, 3), np.uint8)), cv2.MORPH_OPEN, np.ones((run, 1), np.uint8)))
+        # Solid print (a shaded block, a logo) is not a rule: runs that are thick as well as long stay ink.
+        solid = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
+        ink = dark & (1 - (cv2.dilate(rules, np.ones((3, 3), np.uint8)) & (1 - solid)))
+        self.sums = np.pad(ink.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        self.scale, self.offset_x, self.offset_y = scale, offset_x, offset_y
+
+    def share(self, left: float, top: float, right: float, bottom: float) -> float:
+        """The share of the rectangle's scan pixels that are ink (0 where it lies off the image)."""
+        rows, cols = self.sums.shape[0] - 1, self.sums.shape[1] - 1
+        x1, x2 = (int(np.clip(round((v - self.offset_x) / self.scale), 0, cols)) for v in (left, right))
+        y1, y2 = (int(np.clip(round((v - self.offset_y) / self.scale), 0, rows)) for v in (top, bottom))
+        area = (x2 - x1) * (y2 - y1)
+        if area <= 0:
+            return 0.0
+        s = self.sums
+        return float(s[y2, x2] - s[y1, x2] - s[y2, x1] + s[y1, x1]) / area
+
+
+def _label_width(text: str) -> float:
+    """A score label's width in mm: its characters and 1 mm padding each side (print.css)."""
+    return len(text) * LABEL_FONT_MM * 0.62 + 2
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label_candidates(*, box: tuple[float, float, float, float], width: float) -> Iterable[tuple[float, float]]:
+    """Top-left corners (mm) a score label of ``width`` may take for ``box`` (left, top, right, bottom),
+    best first: beside the box (right, then left), above it, below it, then inside it, along each row
+    from the box's right end leftwards; a teacher's pen writes the score beside the answer, never on it."""
+    left, top, right, bottom = box
+    height, gap, inset = LABEL_HEIGHT_MM, LABEL_GAP_MM, 1.5  # inside, clear of the printed border
+    yield right + gap, top
+    yield left - gap - width, top
+    rows = ((top - gap - height, left, right), (bottom + gap, left, right),
+            (top + inset, left + inset, right - inset), (bottom - inset - height, left + inset, right - inset))
+    for label_top, row_left, row_right in rows:
+        x = row_right - width
+        while x >= row_left - 1e-6:
+            yield x, label_top
+            x -= LABEL_STEP_MM
+
+
+def _label_place(*, box: tuple[float, float, float, float], text: str, ink: _Ink | None,
+                 taken: list[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """Where the score label ``text`` of ``box`` (left, top, right, bottom in mm) goes (its left and top
+    in mm): the first candidate place on the printable paper that covers no other box or label in
+    ``taken`` and no ink of the scan (``ink``), so it hides neither print (a printed "[2]") nor
+    handwriting. With no such place, the one with the least ink under it."""
+    width = _label_width(text)
+    fallback: tuple[float, tuple[float, float]] | None = None
+    for label_left, label_top in _label_candidates(box=box, width=width):
+        rect = (label_left, label_top, label_left + width, label_top + LABEL_HEIGHT_MM)
+        on_paper = (rect[0] >= SAFE_MM and rect[1] >= SAFE_MM
+                    and rect[2] <= A4_MM[0] - SAFE_MM and rect[3] <= A4_MM[1] - SAFE_MM)
+        if not on_paper or any(_overlaps(rect, other) for other in taken):
+            continue
+        share = ink.share(rect[0] - CLEAR_MM, rect[1] - CLEAR_MM, rect[2] + CLEAR_MM, rect[3] + CLEAR_MM) if ink else 0.0
+        if share <= CLEAR_INK:
+            return label_left, label_top
+        if fallback is None or share < fallback[0]:
+            fallback = (share, (label_left, label_top))
+    if fallback:
+        return fallback[1]
+    left, top, right, _ = box  # a box filling the sheet: its top-right corner, inside it
+    return max(SAFE_MM, min(right, A4_MM[0] - SAFE_MM) - width - 1), max(SAFE_MM, top + 1)
 
 
 def _page_layout(page: ScanPage, boxes: Iterable[tuple[list[float], str]]) -> _Page:
-    """``page`` fitted within A4 with ``boxes`` (crop in the page's px, score text) placed on it."""
+    """``page`` fitted within A4 with ``boxes`` (crop in the page's px, score text) placed on it, each
+    score where ``_label_place`` finds the paper clear."""
     width_px = page.width or page.image.width
     height_px = page.height or page.image.height
     scale = min(A4_MM[0] / width_px, A4_MM[1] / height_px)
     offset_x = (A4_MM[0] - width_px * scale) / 2
     offset_y = (A4_MM[1] - height_px * scale) / 2
+    boxes = [
+        ((offset_x + x1 * scale, offset_y + y1 * scale, offset_x + x2 * scale, offset_y + y2 * scale), text)
+        for (x1, y1, x2, y2), text in boxes
+    ]
+    ink = None
+    if boxes:
+        try:
+            ink = _Ink(page, scale=scale, offset_x=offset_x, offset_y=offset_y)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            # A page image Pillow cannot read (WeasyPrint decides what to show of it): labels go by
+            # the geometry alone.
+            logger.warning("PDF rendering: page %s is not a readable image; score labels placed without it", page.pk)
     placed = []
-    for (x1, y1, x2, y2), text in boxes:
-        left, top = offset_x + x1 * scale, offset_y + y1 * scale
-        right, bottom = offset_x + x2 * scale, offset_y + y2 * scale
-        label_left, label_top = _label_place(left=left, top=top, right=right, text=text)
+    for index, (box, text) in enumerate(boxes):
+        # Other boxes and the labels placed so far are kept clear; the box's own inside is not.
+        taken = [other for at, (other, _) in enumerate(boxes) if at != index]
+        taken += [(b.label_left, b.label_top, b.label_left + _label_width(b.text), b.label_top + LABEL_HEIGHT_MM)
+                  for b in placed]
+        label_left, label_top = _label_place(box=box, text=text, ink=ink, taken=taken)
+        left, top, right, bottom = box
         placed.append(_Box(left=left, top=top, width=right - left, height=bottom - top, text=text,
                            label_left=label_left, label_top=label_top))
     return _Page(url=Path(page.image.path).as_uri(), left=offset_x, top=offset_y,

@@ -59,7 +59,8 @@ def _assert_label_beside_box(page: pdfium.PdfPage, text: str, crop, size=(1240, 
     scale, dx, dy = _fit(*size)
     x1, y1, x2, y2 = (dx + crop[0] * scale, dy + crop[1] * scale, dx + crop[2] * scale, dy + crop[3] * scale)
     left, top, right, bottom = _text_box(page, text)
-    assert x2 < left < x2 + 20 and right < A4_PT[0], "the score is just right of its box, on the paper"
+    beside = x2 < left < x2 + 20 or x1 - 20 < right < x1
+    assert beside and 0 < left and right < A4_PT[0], "the score is just beside its box, on the paper"
     assert y1 <= (top + bottom) / 2 <= y2, "the score is level with its box"
     # The box is drawn in red: sample the middle of its left edge at 2 px per point.
     image = page.render(scale=2).to_pil().convert("RGB")
@@ -350,3 +351,70 @@ def test_the_histogram_counts_whole_marks_when_the_total_is_whole(max_total, exp
     from grader.outputs.pdf import _histogram_bins
 
     assert _histogram_bins(max_total) == expected
+
+
+def test_a_score_beside_a_full_width_box_of_the_demo_hides_neither_the_printed_marks_nor_the_writing(
+    exam, teacher, demo_folder_for
+):
+    """The demo's sentence boxes run the width of the page, with the question's "[2]" printed above
+    their right end: the label finds the margin instead of covering it."""
+    import json
+
+    from grader.outputs.pdf import A4_MM, LABEL_HEIGHT_MM, _label_width, _page_layout
+    from ml import demo_data
+    from tests.grader.reading.test_views_reading import demo_load
+
+    folder = demo_folder_for(students=3, absent=0, seed=5)
+    demo_load(exam=exam, teacher=teacher, folder=folder)
+    truth = json.loads((folder / "truth.json").read_text())
+    wide = {q.label for q in demo_data.QUESTIONS if q.box_size == "sentence"}
+    assert wide == {"Q5", "Q11"}
+    px = 150 / 25.4  # template px per mm
+    # Where the blank exam prints each question's marks ("[1]", "[2]"), per template page, in mm.
+    template = pdfium.PdfDocument(folder / "template.pdf")
+    marks = []
+    for sheet in template:
+        text, height, found = sheet.get_textpage(), sheet.get_height(), []
+        for needle in ("[1]", "[2]"):
+            search = text.search(needle)
+            while match := search.get_next():
+                boxes = [text.get_charbox(i) for i in range(match[0], match[0] + match[1])]
+                found.append(tuple(v * 25.4 / 72 for v in (min(b[0] for b in boxes), height - max(b[3] for b in boxes),
+                                                            max(b[2] for b in boxes), height - min(b[1] for b in boxes))))
+        marks.append(found)
+    assert [len(found) for found in marks] == [6, 6]
+
+    checked = 0
+    for script in truth["scripts"]:
+        for sheet in script["pages"]:
+            page = exam.scripts.get(pages__source_index=sheet["scan_page"]).pages.get(source_index=sheet["scan_page"])
+            answers = [a for a in script["answers"] if a["template_page"] == sheet["template_page"]]
+            layout = _page_layout(page, [(a["scan_box"], f"2/{2 if a['label'] in wide else 1}") for a in answers])
+            scale = layout.width / page.width
+
+            def to_sheet(box):  # scan px -> mm on the A4 sheet
+                return (layout.left + box[0] * scale, layout.top + box[1] * scale,
+                        layout.left + box[2] * scale, layout.top + box[3] * scale)
+
+            transform = sheet["transform"]
+
+            def scan_bbox(x1, y1, x2, y2):  # template px -> scan px, bounding box of the corners
+                corners = [(transform[0][0] * x + transform[0][1] * y + transform[0][2],
+                            transform[1][0] * x + transform[1][1] * y + transform[1][2])
+                           for x in (x1, x2) for y in (y1, y2)]
+                return (min(c[0] for c in corners), min(c[1] for c in corners),
+                        max(c[0] for c in corners), max(c[1] for c in corners))
+
+            labels = [(b.label_left, b.label_top, b.label_left + _label_width(b.text), b.label_top + LABEL_HEIGHT_MM)
+                      for b in layout.boxes]
+            for answer, label in zip(answers, labels, strict=True):
+                assert 0 <= label[0] and label[2] <= A4_MM[0] and 0 <= label[1] and label[3] <= A4_MM[1]
+                covered = [to_sheet(a["scan_box"]) for a in answers]
+                if answer["scan_ink_box"]:
+                    covered.append(to_sheet(answer["scan_ink_box"]))
+                covered += [to_sheet(scan_bbox(*(v * px for v in mark))) for mark in marks[sheet["template_page"]]]
+                for other in covered:
+                    overlap = label[0] < other[2] and other[0] < label[2] and label[1] < other[3] and other[1] < label[3]
+                    assert not overlap, f"{answer['label']}'s score at {label} covers print or writing at {other}"
+                checked += answer["label"] in wide
+    assert checked == 2 * len(truth["scripts"])
