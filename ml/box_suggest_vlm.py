@@ -1,0 +1,184 @@
+"""Answer boxes suggested by a VLM (Qwen2.5-VL) from filled scripts, as HG-Bench asks a model for them (seed 004).
+
+The pages of one script, each resampled into its template page's frame (``ml.alignment.scan_rectify``),
+go into one user turn as images 1..n with HG-Bench's prompt shape: a JSON list of
+``complete_answer_box`` items, one per answered question, each with ``page`` (1-based image number),
+``box_2d`` ``[x1, y1, x2, y2]`` on the 0-1000 grid of that page and optional ordered ``steps``
+(``{"step_id", "box_2d"}``). The reply is read by the evaluator's own rules (``ml.grounding_eval``:
+``reply_parse`` and ``boxes_by_page``), so a box the model is credited for in the benchmark is the box
+suggested here, and vice versa: pages that were not sent and zero-area boxes are dropped, and grid
+boxes become template pixels of their page.
+
+Several scripts are asked (``VlmBoxConfig.scripts``); the question boxes they give for a page are
+pooled greedily at IoU >= 0.5, each pool suggesting the box that encloses it (a template box must hold
+every student's answer) with ``score`` = the fraction of asked scripts that gave it. Step boxes are
+parsed and scored in ``bench/suggestions.py`` but not suggested (a suggestion is one box).
+
+Coordinates: results are ``(x1, y1, x2, y2)`` in template px (x2/y2 exclusive), 0-based template pages.
+The model is called through ``BoxGenerateFn`` (images, prompt) -> reply text, so the orchestration
+runs with any callable; ``hf_box_generate`` wraps a loaded ``ml.recognition.vlm.HfGenerator``.
+Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ml.grounding_eval import boxes_by_page, pixel_iou, reply_parse
+
+Box = tuple[int, int, int, int]
+BoxGenerateFn = Callable[[Sequence[Image.Image], str], str]
+SOURCE = "vlm"
+
+PROMPT = """You are a careful annotator of students' handwritten homework and exam answers.
+The images are the pages of one student's answer sheet: image 1 is page 1, image 2 is page 2, and so on.
+Find every answer the student wrote and return two kinds of boxes, as [xmin, ymin, xmax, ymax] on a
+0-1000 grid of the page (x = horizontal, y = vertical; multiply x by the page width and y by the page
+height to get pixels):
+1. complete_answer_box: the whole handwritten answer to one question.
+2. steps: for answers in several steps or blanks, one box per step or blank, numbered step_id 1, 2, ...
+   in the order written, each inside its complete_answer_box.
+Box only the student's marks (handwriting, crossings-out, ticks, drawings), never the printed questions
+or a teacher's marks. Boxes must hold the whole handwriting without cutting characters.
+Reply with only a JSON list, one object per question in the order answered, each with "page" (the page
+number, from 1), "type": "complete_answer_box", "box_2d" and, where there are steps, "steps":
+[{"step_id": 1, "box_2d": [...]}, ...]. Example:
+[{"page": 1, "type": "complete_answer_box", "box_2d": [100, 200, 180, 300]},
+ {"page": 2, "type": "complete_answer_box", "box_2d": [400, 220, 490, 320], "steps": [
+   {"step_id": 1, "box_2d": [410, 230, 440, 320]}, {"step_id": 2, "box_2d": [450, 230, 480, 320]}]}]
+This sheet has {pages} page(s)."""
+
+
+@dataclass(frozen=True)
+class VlmBoxConfig:
+    """``scripts``: how many complete scripts to ask about (each is one model call with all its pages);
+    ``max_new_tokens``: the reply's limit (an HG-Bench list of 15 questions with steps is ~1,500 tokens);
+    ``min_iou``: boxes from different scripts pool at this IoU."""
+
+    scripts: int = 2
+    max_new_tokens: int = 2048
+    min_iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class VlmBox:
+    """A suggested answer box: 0-based template ``page``, ``bbox`` in template px, ``score`` the fraction
+    of asked scripts whose reply held it."""
+
+    page: int
+    bbox: Box
+    score: float
+    source: str = SOURCE
+
+
+def prompt_build(*, pages: int) -> str:
+    """The user message for a script of ``pages`` pages (the images come before it)."""
+    return PROMPT.replace("{pages}", str(pages))
+
+
+def reply_boxes(*, reply: str, page_sizes: Sequence[tuple[int, int]]) -> dict[int, list[Box]]:
+    """Question boxes of a reply per 0-based page, in template px rounded outwards and clipped to the page.
+
+    ``page_sizes`` are the (width, height) px of the pages sent, in order; read by ``ml.grounding_eval``'s rules.
+    """
+    sizes = {number: (float(width), float(height)) for number, (width, height) in enumerate(page_sizes, 1)}
+    titles, _ = boxes_by_page(items=reply_parse(text=reply), page_sizes=sizes)
+    found: dict[int, list[Box]] = {}
+    for page, boxes in titles.items():
+        width, height = page_sizes[page - 1]
+        for x1, y1, x2, y2 in boxes:
+            box = (max(0, math.floor(x1)), max(0, math.floor(y1)), min(width, math.ceil(x2)), min(height, math.ceil(y2)))
+            if box[2] > box[0] and box[3] > box[1]:
+                found.setdefault(page - 1, []).append(box)
+    return found
+
+
+def boxes_pool(*, replies: Sequence[dict[int, list[Box]]], min_iou: float = 0.5) -> list[VlmBox]:
+    """Pool the boxes of several scripts' replies (``reply_boxes``) page by page: a box joins the pool whose
+    enclosing box it overlaps most at IoU >= ``min_iou``, else starts one. Sorted by page, top, left."""
+    pools: list[tuple[int, list[int], set[int]]] = []  # page, enclosing box, scripts
+    for script, pages in enumerate(replies):
+        for page, boxes in sorted(pages.items()):
+            for box in boxes:
+                best = max(((pixel_iou(pool[1], box), pool) for pool in pools if pool[0] == page),
+                           key=lambda pair: pair[0], default=(0.0, None))
+                if best[1] is not None and best[0] >= min_iou:
+                    enclosing = best[1][1]
+                    enclosing[:] = [min(enclosing[0], box[0]), min(enclosing[1], box[1]),
+                                    max(enclosing[2], box[2]), max(enclosing[3], box[3])]
+                    best[1][2].add(script)
+                else:
+                    pools.append((page, list(box), {script}))
+    count = max(1, len(replies))
+    return sorted((VlmBox(page=page, bbox=tuple(box), score=len(scripts) / count) for page, box, scripts in pools),
+                  key=lambda found: (found.page, found.bbox[1], found.bbox[0]))
+
+
+def boxes_suggest_vlm(*, scripts: Sequence[Sequence[Image.Image]], generate: BoxGenerateFn,
+                      config: VlmBoxConfig = VlmBoxConfig()) -> list[VlmBox]:
+    """Suggest answer boxes from up to ``config.scripts`` scripts, each a list of its pages resampled into
+    the template frame (page i = template page i, so their sizes are the template's)."""
+    replies = []
+    for pages in list(scripts)[: config.scripts]:
+        reply = generate(pages, prompt_build(pages=len(pages)))
+        replies.append(reply_boxes(reply=reply, page_sizes=[page.size for page in pages]))
+    return boxes_pool(replies=replies, min_iou=config.min_iou)
+
+
+def hf_box_generate(generator: Any, *, max_new_tokens: int = VlmBoxConfig.max_new_tokens) -> BoxGenerateFn:
+    """A ``BoxGenerateFn`` on a loaded ``HfGenerator``: all pages in one user turn, greedy decoding.
+
+    The processor resizes each page within the generator's min/max pixels; 0-1000 boxes do not depend on it.
+    """
+
+    def generate(pages: Sequence[Image.Image], text: str) -> str:
+        import torch
+
+        processor = generator.processor
+        content = [*({"type": "image"} for _ in pages), {"type": "text", "text": text}]
+        chat = processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True)
+        inputs = processor(text=[chat], images=[page.convert("RGB") for page in pages], return_tensors="pt")
+        inputs = inputs.to(generator.model.device)
+        with torch.inference_mode():
+            out = generator.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                           top_p=None, temperature=None, top_k=None)
+        ids = out[0, inputs["input_ids"].shape[1]:].tolist()
+        length = next((position for position, token in enumerate(ids) if token in generator.stop_ids), len(ids))
+        return processor.tokenizer.decode(ids[:length], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    return generate
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ml.box_suggest_vlm --model DIR PAGE.png [PAGE.png ...]``: one script's pages (already in
+    the template frame) to the model; prints the reply and the boxes read from it as JSON (template px)."""
+    from ml.recognition.vlm import HfGenerator, VlmConfig
+
+    parser = argparse.ArgumentParser(prog="python -m ml.box_suggest_vlm", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Qwen2.5-VL directory (merged fine-tune or base)")
+    parser.add_argument("--adapter", help="optional LoRA adapter directory")
+    parser.add_argument("--max-new-tokens", type=int, default=VlmBoxConfig.max_new_tokens)
+    parser.add_argument("pages", nargs="+", type=Path, help="page images, page 1 first")
+    args = parser.parse_args(argv)
+    try:
+        pages = [Image.open(path).convert("RGB") for path in args.pages]
+    except OSError as error:
+        parser.error(str(error))
+    generator = HfGenerator(VlmConfig(model_path=args.model, adapter_path=args.adapter, confidence=False))
+    reply = hf_box_generate(generator, max_new_tokens=args.max_new_tokens)(pages, prompt_build(pages=len(pages)))
+    boxes = reply_boxes(reply=reply, page_sizes=[page.size for page in pages])
+    print(json.dumps({"reply": reply, "boxes": [{"page": page, "bbox": list(box)} for page, found in
+                                                 sorted(boxes.items()) for box in found]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
