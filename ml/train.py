@@ -30,9 +30,9 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -103,31 +103,39 @@ class TrainConfig:
         return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
 
 
-def config_load(path: Path | str, **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from a YAML mapping of field names; ``overrides`` (not None) win."""
+def settings_load(cls: type, path: Path | str, **overrides: Any):
+    """An instance of the config dataclass ``cls`` from a YAML mapping of its field names; ``overrides``
+    (not None) win. Fields without a default are required; YAML lists become tuples where the field is
+    one. Raises :class:`ConfigError` on anything else."""
     import yaml
 
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     data.update({key: value for key, value in overrides.items() if value is not None})
-    known = {item.name for item in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    known = {item.name: item for item in fields(cls)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
-    if "model_path" not in data:
-        raise ConfigError(f"{path}: model_path is required")
-    if "lora_targets" in data:
-        data["lora_targets"] = tuple(data["lora_targets"])
-    hints = get_type_hints(TrainConfig)
+    for name, item in known.items():
+        if name not in data and item.default is MISSING and item.default_factory is MISSING:
+            raise ConfigError(f"{path}: {name} is required")
+    hints = get_type_hints(cls)
     for key, value in data.items():
+        if get_origin(hints[key]) is tuple and isinstance(value, list):
+            data[key] = tuple(value)
         # YAML 1.1 reads 5e-5 (no dot) as a string and 15 as an int; float settings take both as numbers.
         if hints[key] is float and not isinstance(value, bool):
             try:
                 data[key] = float(value)
             except (TypeError, ValueError):
                 raise ConfigError(f"{path}: {key} must be a number, not {value!r}") from None
-    return TrainConfig(**data)
+    return cls(**data)
+
+
+def config_load(path: Path | str, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML mapping of field names; ``overrides`` (not None) win."""
+    return settings_load(TrainConfig, path, **overrides)
 
 
 def config_dump(config: TrainConfig) -> str:
