@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 RESERVED_LABELS = ("NAME", "ID", "CLASS")
 
@@ -219,6 +220,7 @@ class ScanUpload(models.Model):
     pages_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     notes = models.JSONField(default=list, blank=True, help_text="Messages for the teacher about this upload.")
+    heartbeat_at = models.DateTimeField(default=timezone.now, help_text="Last sign of progress (each page processed)")
 
     class Meta:
         ordering = ["created_at"]
@@ -236,6 +238,13 @@ class ScanUpload(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def stalled(self) -> bool:
+        """Not finished, and no page processed for ``WORK_STALLED_MINUTES`` (see grader.recovery)."""
+        from grader.recovery.models import stalled_before
+
+        return not self.finished and self.heartbeat_at < stalled_before()
 
 
 class Script(models.Model):

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "grader.scans",
     "grader.reading",
     "grader.grading",
+    "grader.rubrics",
     "grader.outputs",
     "grader.learning",
     "grader.recovery",
@@ -246,7 +247,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
-    "grader.tasks.scan_upload_process_task": {"queue": "default"},
+    "grader.scans.tasks.*": {"queue": "default"},
     "grader.reading.tasks.script_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_box_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},

@@ -3,6 +3,8 @@
 ``work_recover`` (run by Celery beat every ``WORK_RECOVER_EVERY_S`` seconds, and by ``manage.py
 work_recover``) queues again, once per stall, whatever made no progress for ``WORK_STALLED_MINUTES``:
 
+- scan uploads still queued or processing (``ScanUpload.heartbeat_at``): processed again from their
+  file (the pages of the interrupted run, image files included, are replaced);
 - export jobs still queued or running (``ExportJob.heartbeat_at``): made again from the start;
 - email deliveries still ``queued`` (``queued_at``): never handed to the SMTP server, so sent at
   most once (``sending`` ones are the teacher's call, ``emails.email_unknown_retry``);
@@ -27,12 +29,13 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from annotations.models import AnswerBox
-from grader.models import Exam, Script
+from grader.models import Exam, ScanUpload, Script
 from grader.outputs import emails
 from grader.outputs import services as outputs
 from grader.outputs.models import ExportJob
 from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
+from grader.scans.services import scan_upload_restart
 
 from .models import Job, Requeue, stalled_before
 
@@ -45,6 +48,7 @@ IDENTITY_LABELS = ("NAME", "ID")
 class Recovered:
     """What one sweep queued again (counts) and what it gave up on (sentences, for the log)."""
 
+    uploads: int = 0
     exports: int = 0
     emails: int = 0
     scripts: int = 0
@@ -52,7 +56,7 @@ class Recovered:
     given_up: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        parts = [f"{self.exports} export job(s), {self.emails} email(s), {self.scripts} script(s) queued again; "
+        parts = [f"{self.uploads} upload(s), {self.exports} export job(s), {self.emails} email(s), {self.scripts} script(s) queued again; "
                  f"identities matched in {self.identities} exam(s)"]
         return "; ".join(parts + [f"gave up: {text}" for text in self.given_up])
 
@@ -60,12 +64,46 @@ class Recovered:
 def work_recover() -> Recovered:
     """Queue again every piece of work that stalled (see the module docstring); returns what it did."""
     found = Recovered()
+    uploads_recover(found)
     exports_recover(found)
     found.emails = emails.email_stalled_requeue()
     reading_recover(found)
-    if found.exports or found.emails or found.scripts or found.identities or found.given_up:
+    if found.uploads or found.exports or found.emails or found.scripts or found.identities or found.given_up:
         logger.warning("Recovery: %s", found)
     return found
+
+
+def _requeue_allowed(key: str, *, last_progress) -> tuple[bool, bool]:
+    """Count one more queuing of the work ``key`` (reset when it made progress since the last one):
+    (allowed, just given up). Called inside a transaction."""
+    mark, created = Requeue.objects.select_for_update().get_or_create(key=key, defaults={"at": timezone.now()})
+    if not created:
+        mark.count = mark.count + 1 if mark.at >= last_progress else 1
+        mark.at = timezone.now()
+        mark.save(update_fields=["at", "count"])
+    return mark.count <= settings.WORK_REQUEUE_MAX, mark.count == settings.WORK_REQUEUE_MAX + 1
+
+
+def uploads_recover(found: Recovered) -> None:
+    """Process again every scan upload queued or processing with no page done for ``WORK_STALLED_MINUTES``."""
+    stalled = ScanUpload.objects.filter(status__in=[ScanUpload.Status.QUEUED, ScanUpload.Status.PROCESSING],
+                                        heartbeat_at__lt=stalled_before())
+    for upload in stalled:
+        with transaction.atomic():
+            allowed, given_up = _requeue_allowed(f"upload:{upload.pk}", last_progress=upload.heartbeat_at)
+            if not allowed:
+                if given_up:
+                    error = (f"Stopped after {settings.WORK_REQUEUE_MAX} tries: the worker stopped while processing "
+                             "it each time (the worker's log says why). Process again to try once more.")
+                    ScanUpload.objects.filter(pk=upload.pk, status=upload.status).update(
+                        status=ScanUpload.Status.FAILED, error=error)
+                    found.given_up.append(f"upload {upload.pk}")
+                continue
+            restarted = scan_upload_restart(upload=upload)
+            if restarted.status == ScanUpload.Status.QUEUED:
+                # Its heartbeat is the restart's: a page processed after it is progress.
+                Requeue.objects.filter(key=f"upload:{upload.pk}").update(at=restarted.heartbeat_at)
+                found.uploads += 1
 
 
 def exports_recover(found: Recovered) -> None:
@@ -120,16 +158,12 @@ def reading_recover(found: Recovered) -> None:
         if last >= before:
             continue  # still being read (or just queued)
         with transaction.atomic():
-            mark, created = Requeue.objects.select_for_update().get_or_create(
-                key=f"read:{exam_id}", defaults={"at": timezone.now(), "count": 1})
-            if not created:
-                if mark.at >= before:
-                    continue  # queued again less than WORK_STALLED_MINUTES ago
-                mark.count = mark.count + 1 if mark.at >= last else 1
-                mark.at = timezone.now()
-                mark.save(update_fields=["at", "count"])
-            if mark.count > settings.WORK_REQUEUE_MAX:
-                if mark.count == settings.WORK_REQUEUE_MAX + 1:
+            mark = Requeue.objects.select_for_update().filter(key=f"read:{exam_id}").first()
+            if mark and mark.at >= before:
+                continue  # queued again less than WORK_STALLED_MINUTES ago
+            allowed, given_up = _requeue_allowed(f"read:{exam_id}", last_progress=last)
+            if not allowed:
+                if given_up:
                     found.given_up.append(f"reading {len(script_ids)} script(s) of exam {exam_id}")
                 continue
             found.scripts += reading.exam_read_enqueue(exam=Exam.objects.get(pk=exam_id),

@@ -19,10 +19,12 @@ from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 from PIL import Image
 
 from grader.documents import StoredUpload, UploadRejected, jpeg_bytes, upload_inspect
-from grader.models import Exam, ScanPage, ScanUpload, Script, User
+from grader.models import Exam, ScanPage, ScanUpload, Script, User, _scan_page_path
+from grader.recovery.jobs import DB_ERRORS, db_reconnect, db_retrying
 from grader.wording import counted
 from ml import pages as page_tools
 from ml.alignment import alignment_to_dict, page_align
@@ -145,25 +147,46 @@ def scan_upload_process(*, upload_id: int) -> ScanUpload:
     Pages are grouped in scan order into scripts of ``exam.pages_per_script``. Pages left over when
     the count does not divide evenly go to the unassigned tray with a flag naming them; pages that do
     not look like their template page are flagged but stay in their script. Safe to run again: pages
-    from an earlier, interrupted run of the same upload are replaced.
+    from an earlier, interrupted run of the same upload are replaced (their image files deleted).
+    An upload another worker is processing (its heartbeat fresh) is left to it; a broken database
+    connection puts the upload back in the queue and is raised, for the task to retry.
     """
-    upload = ScanUpload.objects.select_related("exam").get(pk=upload_id)
-    if upload.status == ScanUpload.Status.DONE:
-        return upload
+    with transaction.atomic():
+        upload = ScanUpload.objects.select_for_update(of=("self",)).select_related("exam").get(pk=upload_id)
+        if upload.status == ScanUpload.Status.DONE or (upload.status == ScanUpload.Status.PROCESSING
+                                                        and not upload.stalled):
+            return upload
+        ScanUpload.objects.filter(pk=upload.pk).update(
+            status=ScanUpload.Status.PROCESSING, stage="Reading pages", pages_done=0, error="",
+            heartbeat_at=timezone.now()
+        )
     exam = upload.exam
-    ScanUpload.objects.filter(pk=upload.pk).update(
-        status=ScanUpload.Status.PROCESSING, stage="Reading pages", pages_done=0, error=""
-    )
     try:
         _scan_upload_pages_store(upload=upload, exam=exam)
         _scan_upload_group(upload=upload, exam=exam)
+    except DB_ERRORS:
+        db_reconnect()
+        db_retrying(lambda: ScanUpload.objects.filter(pk=upload.pk).update(status=ScanUpload.Status.QUEUED))
+        raise
     except Exception as error:  # a bad file must not take the worker down; the teacher sees why
         logger.exception("Processing upload %s (%s) failed", upload.pk, upload.original_name)
         message = str(error) if isinstance(error, page_tools.DocumentError) else f"Processing failed: {error}"
-        ScanUpload.objects.filter(pk=upload.pk).update(status=ScanUpload.Status.FAILED, stage="", error=message)
-        upload.refresh_from_db()
-        return upload
+        db_retrying(lambda: ScanUpload.objects.filter(pk=upload.pk).update(
+            status=ScanUpload.Status.FAILED, stage="", error=message))
     upload.refresh_from_db()
+    return upload
+
+
+@transaction.atomic
+def scan_upload_restart(*, upload: ScanUpload) -> ScanUpload:
+    """Process an upload again from its file ("Process again" on a stalled or failed upload, or the
+    recovery sweep); a finished upload, or one being processed, is left as it is."""
+    upload = ScanUpload.objects.select_for_update().get(pk=upload.pk)
+    if upload.status == ScanUpload.Status.DONE or (upload.status != ScanUpload.Status.FAILED and not upload.stalled):
+        return upload
+    upload.status, upload.error, upload.heartbeat_at = ScanUpload.Status.QUEUED, "", timezone.now()
+    upload.save(update_fields=["status", "error", "heartbeat_at"])
+    scan_upload_enqueue(upload=upload)
     return upload
 
 
@@ -172,6 +195,7 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
         stale_scripts = set(upload.pages.exclude(script=None).values_list("script_id", flat=True))
         upload.pages.all().delete()
         Script.objects.filter(pk__in=stale_scripts, pages=None).delete()
+    _upload_page_files_delete(upload=upload)
     templates = _templates_load(exam=exam)
     template_width = templates[0].image.width if templates else None
     ScanUpload.objects.filter(pk=upload.pk).update(stage="Reading and aligning pages")
@@ -198,7 +222,22 @@ def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:
             _page_place(page=page, image=image, templates=templates)
         page.image.save(f"u{upload.pk}-p{index + 1}.jpg", ContentFile(jpeg_bytes(image)), save=True)
         done += 1
-        ScanUpload.objects.filter(pk=upload.pk).update(pages_done=done, pages_total=max(done, upload.pages_total))
+        ScanUpload.objects.filter(pk=upload.pk).update(pages_done=done, pages_total=max(done, upload.pages_total),
+                                                       heartbeat_at=timezone.now())
+
+
+def _upload_page_files_delete(*, upload: ScanUpload) -> None:
+    """Delete the page image files of an upload whose page rows are gone: those of the rows, and any a
+    killed worker saved before it could save the row (page files are named ``u<upload>-p<n>``)."""
+    storage = ScanPage._meta.get_field("image").storage
+    folder = _scan_page_path(ScanPage(exam_id=upload.exam_id), "").rstrip("/")
+    try:
+        _, names = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(f"u{upload.pk}-p"):
+            storage.delete(f"{folder}/{name}")
 
 
 @transaction.atomic

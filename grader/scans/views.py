@@ -53,11 +53,23 @@ def scans_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
 def upload_progress(request: HttpRequest, exam_id: int, upload_id: int) -> HttpResponse:
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
     upload = get_object_or_404(ScanUpload, exam=exam, pk=upload_id)
-    response = render(request, "scans/_upload_row.html", {"exam": exam, "upload": upload})
+    context = {"exam": exam, "upload": upload, "can_change": selectors.exam_can_change(user=request.user, exam=exam)}
+    response = render(request, "scans/_upload_row.html", context)
     if upload.finished:
         response.status_code = HTMX_STOP_POLLING
         trigger_client_event(response, "uploadFinished", {"upload": upload.pk, "status": upload.status})
     return response
+
+
+@login_required
+@require_POST
+def upload_restart(request: HttpRequest, exam_id: int, upload_id: int) -> HttpResponse:
+    """"Process again": a stalled or failed upload is processed from its file."""
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    upload = services.scan_upload_restart(upload=get_object_or_404(ScanUpload, exam=exam, pk=upload_id))
+    if not request.htmx:
+        return redirect(f"{exam.get_absolute_url()}#upload-{upload.pk}")
+    return render(request, "scans/_upload_row.html", {"exam": exam, "upload": upload, "can_change": True})
 
 
 def image_response(field, *, thumb: bool) -> HttpResponse:

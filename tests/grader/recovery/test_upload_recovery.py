@@ -1,0 +1,78 @@
+"""Scan uploads interrupted mid-processing are shown stalled, processed again, and leave no page files behind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from grader import services
+from grader.models import ScanPage, ScanUpload
+from grader.recovery.services import work_recover
+from grader.scans import services as scans
+from tests.conftest import layout_page, pdf_upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def interrupted(exam, teacher, template_pdf, settings):
+    """An upload of 2 scripts whose processing stopped after its first 3 pages, 30 minutes ago."""
+    settings.WORK_STALLED_MINUTES = 5
+    services.template_upload(exam=exam, file=template_pdf)
+    upload = scans.scan_files_accept(exam=exam, files=[pdf_upload([layout_page(1), layout_page(2)] * 2)],
+                                     user=teacher).accepted[0]
+    scans._scan_upload_pages_store(upload=upload, exam=exam)  # as far as a killed worker got: pages, no scripts
+    ScanPage.objects.filter(upload=upload, source_index=3).delete()
+    ScanUpload.objects.filter(pk=upload.pk).update(status=ScanUpload.Status.PROCESSING, pages_done=3,
+                                                   heartbeat_at=timezone.now() - timedelta(minutes=30))
+    return upload
+
+
+def _page_files(exam) -> set[str]:
+    folder = Path(settings.MEDIA_ROOT) / "exams" / str(exam.pk) / "pages"
+    return {path.name for path in folder.iterdir()} if folder.exists() else set()
+
+
+def test_an_upload_without_progress_shows_stalled_with_process_again(exam, teacher, client_for, interrupted):
+    row = client_for(teacher, htmx=True).get(reverse("upload_progress", args=[exam.pk, interrupted.pk]))
+
+    html = row.content.decode()
+    assert row.status_code == 200 and 'data-status="stalled"' in html and "3/4" in html
+    assert reverse("upload_restart", args=[exam.pk, interrupted.pk]) in html
+
+
+def test_process_again_replaces_the_interrupted_pages_and_their_files(
+    exam, teacher, client_for, interrupted, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(teacher, htmx=True).post(reverse("upload_restart", args=[exam.pk, interrupted.pk]))
+
+    interrupted.refresh_from_db()
+    assert response.status_code == 200 and interrupted.status == ScanUpload.Status.DONE
+    assert sorted(exam.scripts.values_list("number", flat=True)) == [1, 2]
+    assert sorted(_page_files(exam)) == sorted(Path(p.image.name).name for p in ScanPage.objects.filter(upload=interrupted))
+    assert len(_page_files(exam)) == 4
+
+
+def test_a_redelivered_task_leaves_an_upload_another_worker_is_processing(exam, interrupted):
+    ScanUpload.objects.filter(pk=interrupted.pk).update(heartbeat_at=timezone.now())
+
+    upload = scans.scan_upload_process(upload_id=interrupted.pk)
+
+    assert upload.status == ScanUpload.Status.PROCESSING and ScanPage.objects.filter(upload=upload).count() == 3
+
+
+def test_the_sweep_processes_a_stalled_upload_again_once(exam, interrupted, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        found = work_recover()
+    with django_capture_on_commit_callbacks(execute=True):
+        again = work_recover()
+
+    interrupted.refresh_from_db()
+    assert (found.uploads, again.uploads) == (1, 0) and interrupted.status == ScanUpload.Status.DONE
+    assert exam.scripts.count() == 2 and len(_page_files(exam)) == 4
