@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "grader.reading",
     "grader.grading",
     "grader.rubrics",
+    "grader.rubrics",
     "grader.outputs",
     "grader.learning",
     "grader.recovery",

@@ -1,0 +1,240 @@
+"""Rubrics: saving and attaching them, scoring an answer by dimension, its feedback and the comment bank.
+
+Keyword-only, noun_verb, one transaction each. Points are ``Decimal`` marks. An answer's total goes
+through ``grader.grading.services.score_set`` (so it is checked against the question, recorded as an
+``AnswerChange`` and bumps ``Answer.version``); the breakdown and the feedback are kept here.
+Refusals are ``RubricRefused`` (a ``GradingRefused``: the message is written for the teacher).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from grader.grading import services as grading_services
+from grader.grading.services import GradingRefused
+from grader.models import Question, User
+from grader.reading.models import Answer
+from ml.rubric import Rubric as MlRubric
+from ml.rubric import RubricDimension as MlDimension
+from ml.rubric import RubricError, RubricLevel, rubric_check
+from ml.scoring import ScoreRule, marks_text, score_valid
+
+from .models import AnswerFeedback, DimensionScore, FeedbackComment, QuestionRubric, Rubric, RubricDimension
+
+FEEDBACK_MAX_CHARS = 4_000
+COMMENT_MAX_CHARS = 1_000
+
+
+class RubricRefused(GradingRefused):
+    """A rubric change, a dimension score or a feedback was refused; nothing was saved."""
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    points: Decimal
+    label: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DimensionSpec:
+    name: str
+    max_points: Decimal
+    levels: tuple[LevelSpec, ...] = field(default=())
+
+
+def _specs_check(*, name: str, dimensions: Sequence[DimensionSpec]) -> None:
+    """The same rules as the rubric model's (``ml.rubric.rubric_check``), in the teacher's words."""
+    if not name.strip():
+        raise RubricRefused("A rubric needs a name.")
+    try:
+        rubric_check(MlRubric(name=name, dimensions=tuple(
+            MlDimension(name=d.name.strip(), max_points=float(d.max_points),
+                        levels=tuple(RubricLevel(points=float(level.points), label=level.label)
+                                     for level in d.levels))
+            for d in dimensions)))
+    except RubricError as error:
+        raise RubricRefused(f"The rubric cannot be saved: {error}.") from None
+    for dimension in dimensions:
+        if dimension.max_points != dimension.max_points.quantize(Decimal("0.01")):
+            raise RubricRefused(f"{dimension.name}: max points have at most 2 decimal places.")
+
+
+def _levels_json(levels: Sequence[LevelSpec]) -> list[dict]:
+    return [{"points": marks_text(level.points), "label": level.label.strip(), "description": level.description.strip()}
+            for level in sorted(levels, key=lambda level: -level.points)]
+
+
+@transaction.atomic
+def rubric_save(*, owner: User, name: str, dimensions: Sequence[DimensionSpec], rubric_id: int | None = None) -> Rubric:
+    """Create a rubric, or replace the dimensions of ``owner``'s rubric ``rubric_id``.
+
+    Once answers are scored by a rubric its dimensions' names and max points stay as they are (the
+    scores would no longer add up); their levels and descriptions can still change. Questions using
+    the rubric get its new total as their maximum."""
+    _specs_check(name=name, dimensions=dimensions)
+    if Rubric.objects.filter(owner=owner, name=name.strip()).exclude(pk=rubric_id).exists():
+        raise RubricRefused(f"You already have a rubric called “{name.strip()}”.")
+    if rubric_id is None:
+        rubric = Rubric.objects.create(owner=owner, name=name.strip())
+        existing = []
+    else:
+        rubric = Rubric.objects.select_for_update().get(pk=rubric_id, owner=owner)
+        rubric.name = name.strip()
+        rubric.save(update_fields=["name", "updated_at"])
+        existing = list(rubric.dimensions.all())
+    shape = [(d.name.strip(), d.max_points) for d in dimensions]
+    if existing and [(d.name, d.max_points) for d in existing] == shape:
+        for dimension, spec in zip(existing, dimensions, strict=True):
+            dimension.levels = _levels_json(spec.levels)
+            dimension.save(update_fields=["levels"])
+    else:
+        if DimensionScore.objects.filter(dimension__rubric=rubric).exists():
+            raise RubricRefused(f"Answers are already scored by “{rubric.name}”: its dimensions and their "
+                                "max points cannot change (their levels can). Save it as a new rubric instead.")
+        rubric.dimensions.all().delete()
+        for order, spec in enumerate(dimensions):
+            RubricDimension.objects.create(rubric=rubric, order=order, name=spec.name.strip(),
+                                           max_points=spec.max_points, levels=_levels_json(spec.levels))
+    total = sum((spec.max_points for spec in dimensions), Decimal(0))
+    Question.objects.filter(rubric_link__rubric=rubric).update(max_score=total)
+    return rubric
+
+
+@transaction.atomic
+def question_rubric_set(*, question_id: int, rubric_id: int | None, task: str = "", user: User) -> Question:
+    """Mark ``question`` by ``user``'s rubric ``rubric_id`` (its maximum becomes the rubric's total), or by
+    its key again with ``None``. Refused while the question has teacher scores, which were given
+    under the other scheme."""
+    question = Question.objects.select_for_update().get(pk=question_id)
+    link = QuestionRubric.objects.filter(question=question).first()
+    current = link.rubric_id if link else None
+    if current == rubric_id:
+        if link and link.task != task:
+            link.task = task
+            link.save(update_fields=["task"])
+        return question
+    if Answer.objects.filter(question=question, score__isnull=False).exists():
+        raise RubricRefused(f"{question.label} already has teacher scores; clear them before changing how it is marked.")
+    if rubric_id is None:
+        link.delete()
+        return question
+    rubric = Rubric.objects.filter(pk=rubric_id, owner=user).first()
+    if rubric is None:
+        raise RubricRefused("No such rubric among yours.")
+    QuestionRubric.objects.update_or_create(question=question, defaults={"rubric": rubric, "task": task})
+    question.max_score = rubric.max_points
+    question.save(update_fields=["max_score"])
+    return question
+
+
+def _points_check(*, question: Question, dimension: RubricDimension, points: Decimal) -> None:
+    granularity = question.effective_granularity
+    if dimension.max_points % granularity:
+        granularity = Decimal("0.01")  # a maximum off the question's steps still keeps 0..max
+    problem = score_valid(score=points, rule=ScoreRule(max_score=dimension.max_points, min_similarity=0,
+                                                       granularity=granularity))
+    if problem:
+        raise RubricRefused(f"{dimension.name}: {problem}")
+
+
+def _feedback_text(text: str) -> str:
+    text = text.strip()
+    if len(text) > FEEDBACK_MAX_CHARS:
+        raise RubricRefused(f"The feedback is {len(text):,} characters long; at most {FEEDBACK_MAX_CHARS:,}.")
+    return text
+
+
+@transaction.atomic
+def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comment_numbers: Sequence[int],
+                       text: str, save_as_comment: bool = False, expected_version: int, user: User) -> Answer:
+    """Score ``answer`` by dimension and set its feedback, in one save.
+
+    ``points`` has one entry per dimension of the question's rubric, in order: all given (the answer's
+    score becomes their sum) or all ``None`` (its score is cleared). The feedback is the bank comments
+    numbered ``comment_numbers`` and the teacher's ``text``; with ``save_as_comment`` that text becomes
+    the bank's next comment instead (and the answer gets it). Stale versions and finished exams are
+    refused as by ``score_set``."""
+    answer = Answer.objects.select_related("question", "question__exam").get(pk=answer_id)
+    question = answer.question
+    link = QuestionRubric.objects.filter(question=question).select_related("rubric").first()
+    if link is None:
+        raise RubricRefused(f"{question.label} is not marked by a rubric.")
+    dimensions = list(link.rubric.dimensions.all())
+    if len(points) != len(dimensions):
+        raise RubricRefused(f"{question.label} has {len(dimensions)} rubric dimensions; {len(points)} scores were sent.")
+    given = [value for value in points if value is not None]
+    if given and len(given) != len(points):
+        missing = ", ".join(d.name for d, value in zip(dimensions, points, strict=True) if value is None)
+        raise RubricRefused(f"Score every dimension (missing: {missing}), or none to clear the score.")
+    for dimension, value in zip(dimensions, points, strict=True):
+        if value is not None:
+            _points_check(question=question, dimension=dimension, points=value)
+    text = _feedback_text(text)
+    total = sum(given, Decimal(0)) if given else None
+    version_before = answer.version
+    # Locks the exam and the answer, checks the version and the total against the question, records it.
+    answer = grading_services.score_set(answer_id=answer.pk, score=total, expected_version=expected_version, user=user)
+    old = {score.dimension_id: score.points for score in DimensionScore.objects.filter(answer=answer)}
+    new = {d.pk: value for d, value in zip(dimensions, points, strict=True) if value is not None}
+    changed = old != new
+    if changed:
+        DimensionScore.objects.filter(answer=answer).delete()
+        DimensionScore.objects.bulk_create([DimensionScore(answer=answer, dimension_id=pk, points=value)
+                                            for pk, value in new.items()])
+    bank = {comment.number: comment for comment in FeedbackComment.objects.select_for_update().filter(question=question)}
+    unknown = sorted(set(comment_numbers) - set(bank))
+    if unknown:
+        raise RubricRefused(f"{question.label}'s comment bank has no comment {', '.join(map(str, unknown))}.")
+    chosen = [bank[number] for number in dict.fromkeys(comment_numbers)]
+    if save_as_comment and text:
+        chosen.append(_comment_create(question=question, text=text))
+        text = ""
+    feedback, _ = AnswerFeedback.objects.get_or_create(answer=answer)
+    if feedback.text != text or {c.pk for c in feedback.comments.all()} != {c.pk for c in chosen}:
+        feedback.text, feedback.by, feedback.at = text, user, timezone.now()
+        feedback.save()
+        feedback.comments.set(chosen)
+        changed = True
+    if changed and answer.version == version_before:
+        # The total stayed the same, but what another marker saw did not.
+        Answer.objects.filter(pk=answer.pk).update(version=F("version") + 1)
+        answer.version += 1
+    return answer
+
+
+def _comment_create(*, question: Question, text: str) -> FeedbackComment:
+    text = text.strip()
+    if not text:
+        raise RubricRefused("A comment needs some text.")
+    if len(text) > COMMENT_MAX_CHARS:
+        raise RubricRefused(f"A comment is at most {COMMENT_MAX_CHARS:,} characters.")
+    number = (FeedbackComment.objects.filter(question=question).aggregate(top=Max("number"))["top"] or 0) + 1
+    return FeedbackComment.objects.create(question=question, number=number, text=text)
+
+
+@transaction.atomic
+def comment_add(*, question_id: int, text: str) -> FeedbackComment:
+    """A new comment at the end of the question's bank (the next number)."""
+    question = Question.objects.select_for_update().get(pk=question_id)
+    return _comment_create(question=question, text=text)
+
+
+@transaction.atomic
+def comment_edit(*, comment_id: int, text: str) -> FeedbackComment:
+    """Change a bank comment's text: every answer that has it gets the new text."""
+    comment = FeedbackComment.objects.select_for_update().get(pk=comment_id)
+    text = text.strip()
+    if not text:
+        raise RubricRefused("A comment needs some text; remove it from the answers instead.")
+    if len(text) > COMMENT_MAX_CHARS:
+        raise RubricRefused(f"A comment is at most {COMMENT_MAX_CHARS:,} characters.")
+    comment.text = text
+    comment.save(update_fields=["text"])
+    return comment
