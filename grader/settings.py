@@ -66,7 +66,6 @@ INSTALLED_APPS = [
     "grader.reading",
     "grader.grading",
     "grader.rubrics",
-    "grader.rubrics",
     "grader.outputs",
     "grader.learning",
     "grader.recovery",
