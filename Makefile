@@ -43,14 +43,15 @@ demo: install
 	$(EMBEDDED) DEBUG=1 $(PY) manage.py migrate --noinput
 	$(EMBEDDED) DEBUG=1 $(PY) manage.py demo
 
-# The web app and a Celery worker together; Ctrl+C stops both.
+# The web app and a Celery worker together (-B: with Celery beat, which runs the recovery sweep of
+# grader/recovery every minute); Ctrl+C stops both.
 run: demo
 	@echo
 	@echo "  markdesk is running at http://$(HOST):$(PORT)/"
 	@echo "  Log in as teacher / markdesk (department head: head / markdesk, admin: admin / markdesk)"
 	@echo
 	@trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	$(EMBEDDED) DEBUG=1 $(VENV)/bin/celery -A grader worker -Q default,ocr,vlm --concurrency 2 -l warning & worker=$$!; \
+	$(EMBEDDED) DEBUG=1 $(VENV)/bin/celery -A grader worker -B -Q default,ocr,vlm --concurrency 2 -l warning & worker=$$!; \
 	$(EMBEDDED) DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 test: install
