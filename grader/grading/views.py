@@ -23,11 +23,13 @@ from django_htmx.http import trigger_client_event
 
 from grader import selectors as grader_selectors
 from grader.inputs import whole_number_parse
-from grader.learning.selectors import answers_labelled_count, learning_job_latest
-from grader.learning.services import MIN_LABELLED
+from grader.learning.selectors import answers_labelled_count, answers_scored, learning_job_latest
+from grader.learning.services import MIN_LABELLED, MIN_SCORED
 from grader.reading import selectors as reading_selectors
 from grader.reading.models import Answer
 from grader.reading.services import reading_best
+from grader.rubrics import selectors as rubric_selectors
+from grader.rubrics import services as rubric_services
 from grader.wording import counted
 
 from . import selectors, services
@@ -135,11 +137,15 @@ def _base_context(request: HttpRequest, exam) -> dict:
 
 
 def _row_response(request, exam, answer_id: int, *, status: int = 200, message: str = "", state: str = "",
-                  history: bool = False, event: str = "", resuggested: list[int] | None = None) -> HttpResponse:
+                  history: bool = False, event: str = "", resuggested: list[int] | None = None,
+                  posted: rubric_selectors.PostedRubric | None = None) -> HttpResponse:
     answer = _answer_get(exam, answer_id)
     answer.message, answer.state = message, state
     answer.history = list(selectors.answer_history(answer_id=answer.pk)) if history else None
-    context = {**_base_context(request, exam), "answer": answer, "question": answer.question}
+    rubric = rubric_selectors.question_rubric_view(question=answer.question)
+    rubric_selectors.answers_rubric_decorate(view=rubric, answers=[answer],
+                                             posted={answer.pk: posted} if posted else None)
+    context = {**_base_context(request, exam), "answer": answer, "question": answer.question, "rubric": rubric}
     response = render(request, "grading/question.html#answer-row", context, status=status)
     if event:
         # Other rows whose suggestion this save changed are updated in place by grading.js, without
@@ -168,15 +174,20 @@ def _sorted_answers(question, sort: str) -> list[Answer]:
 
 
 def _main_context(request, exam, question, *, sort: str = "script") -> dict:
-    groups = selectors.answer_groups_for_question(question_id=question.pk)
+    rubric = rubric_selectors.question_rubric_view(question=question)
+    # A group's score would be a total without its dimensions: rubric answers are scored one by one.
+    groups = [] if rubric else selectors.answer_groups_for_question(question_id=question.pk)
     for group in groups:
         _decorate(exam, group.members)
         group.versions = ",".join(f"{m.pk}:{m.version}" for m in group.members)
         group.suggestion = next((m.suggested_score for m in group.members if m.suggested_score is not None), None)
+    answers = _decorate(exam, _sorted_answers(question, sort))
+    rubric_selectors.answers_rubric_decorate(view=rubric, answers=answers)
     return {
         **_base_context(request, exam),
         "question": question,
-        "answers": _decorate(exam, _sorted_answers(question, sort)),
+        "rubric": rubric,
+        "answers": answers,
         "groups": groups,
         "sort": sort,
         "sorts": SORTS,
@@ -198,6 +209,8 @@ def grading_index(request: HttpRequest, exam_id: int) -> HttpResponse:
         "learning_job": learning_job_latest(exam=exam),
         "learning_labelled": answers_labelled_count(exam=exam),
         "learning_minimum": MIN_LABELLED,
+        "learning_scored": answers_scored(exam=exam).count(),
+        "learning_scored_minimum": MIN_SCORED,
     }
     return render(request, "grading/index.html", context)
 
@@ -259,6 +272,46 @@ def grading_score(request: HttpRequest, exam_id: int, answer_id: int) -> HttpRes
         messages.success(request, f"Script {answer.script.number}: score saved.")
         return _back_to_row(exam, answer.pk, answer.question_id)
     return _row_response(request, exam, answer.pk, state="saved", event="scoreSaved", resuggested=answer.resuggested)
+
+
+def _rubric_posted(request: HttpRequest) -> rubric_selectors.PostedRubric:
+    """The dimension scores (as typed, in the rubric's order), comment numbers and feedback posted."""
+    numbers = [whole_number_parse(raw) for raw in request.POST.getlist("comment")]
+    if None in numbers:
+        raise services.GradingRefused("A comment number is not a whole number.")
+    return rubric_selectors.PostedRubric(points=[raw.strip() for raw in request.POST.getlist("points")],
+                                         comments=numbers, text=request.POST.get("feedback", ""))
+
+
+@login_required
+@require_POST
+def grading_rubric(request: HttpRequest, exam_id: int, answer_id: int) -> HttpResponse:
+    """Save a rubric answer: one score per dimension (their sum is the answer's score) and its feedback."""
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    answer = _answer_get(exam, answer_id)
+    posted = None
+    try:
+        posted = _rubric_posted(request)
+        answer = rubric_services.rubric_answer_save(
+            answer_id=answer.pk, points=[_score_parse(raw) for raw in posted.points], comment_numbers=posted.comments,
+            text=posted.text, save_as_comment="save_comment" in request.POST, expected_version=_version(request),
+            user=request.user)
+    except services.StaleAnswer:
+        message = "Changed by someone else meanwhile; yours was not saved. The current scores are shown."
+        if not request.htmx:
+            messages.error(request, f"Script {answer.script.number}: {message}")
+            return _back_to_row(exam, answer.pk, answer.question_id)
+        return _row_response(request, exam, answer.pk, status=409, message=message, state="stale")
+    except services.GradingRefused as refused:
+        if not request.htmx:
+            messages.error(request, f"Script {answer.script.number}: {refused}")
+            return _back_to_row(exam, answer.pk, answer.question_id)
+        return _row_response(request, exam, answer.pk, status=422, message=str(refused), state="refused",
+                             posted=posted)
+    if not request.htmx:
+        messages.success(request, f"Script {answer.script.number}: scores and feedback saved.")
+        return _back_to_row(exam, answer.pk, answer.question_id)
+    return _row_response(request, exam, answer.pk, state="saved", event="scoreSaved")
 
 
 @login_required

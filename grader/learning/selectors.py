@@ -12,6 +12,11 @@ from grader.reading.models import Answer
 from .models import LearningJob
 
 
+# A job is DONE before it finishes (what it kept is used while it reads and suggests again), and such
+# a job is the newest: nulls first, as PostgreSQL and SQLite sort them differently.
+_NEWEST = (F("finished_at").desc(nulls_first=True), "-pk")
+
+
 def answers_labelled(*, exams: QuerySet[Exam] | list[Exam]) -> QuerySet[Answer]:
     """Answers whose text a teacher has vouched for: typed (``confirmed_text``), or scored exactly as
     the known answer the ink fits would score it (the teacher agreed that the ink says ``fit_text``)."""
@@ -26,6 +31,16 @@ def answers_labelled(*, exams: QuerySet[Exam] | list[Exam]) -> QuerySet[Answer]:
 def answers_labelled_count(*, exam: Exam) -> int:
     """How many written (not blank) answers of ``exam`` the reader could learn from."""
     return answers_labelled(exams=[exam]).exclude(blank=True).count()
+
+
+def answers_scored(*, exam: Exam) -> QuerySet[Answer]:
+    """Written answers of ``exam`` with a teacher's score, as read: what a scorer learns the marking from."""
+    return (
+        Answer.objects.filter(script__exam=exam, score__isnull=False, blank=False, read_error="",
+                              read_at__isnull=False, question__max_score__gt=0)
+        .select_related("script", "question")
+        .order_by("script__number", "question__order")
+    )
 
 
 def answer_label(answer: Answer) -> str:
@@ -47,10 +62,20 @@ def teacher_reader_weights(*, user: User) -> Path | None:
 
 
 def _weights_newest(jobs: QuerySet[LearningJob]) -> Path | None:
-    job = jobs.filter(status=LearningJob.Status.DONE).exclude(weights="").order_by("-finished_at", "-pk").first()
+    job = jobs.filter(status=LearningJob.Status.DONE).exclude(weights="").order_by(*_NEWEST).first()
     if job is None or not job.weights.storage.exists(job.weights.name):
         return None
     return Path(job.weights.path)
+
+
+def exam_scorer(*, exam_id: int) -> tuple[Path, set[int]] | None:
+    """The newest learned scorer kept for the exam, as (its zip's local path, the primary keys of the
+    questions it is offered for); None when there is none."""
+    job = (LearningJob.objects.filter(exam_id=exam_id, status=LearningJob.Status.DONE).exclude(scorer="")
+           .order_by(*_NEWEST).first())
+    if job is None or not job.scorer.storage.exists(job.scorer.name):
+        return None
+    return Path(job.scorer.path), set(job.metrics.get("scorer", {}).get("offered", []))
 
 
 def learning_job_latest(*, exam: Exam) -> LearningJob | None:

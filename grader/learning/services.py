@@ -1,19 +1,33 @@
-"""Teacher corrections become training data, and the CPU reader learns the class's handwriting.
+"""Teacher corrections become training data; the CPU reader learns the class's handwriting and a
+scorer learns the teacher's marking.
 
 ``training_data_export`` writes the folder format of ``ml.training_data`` (page records for the VLM,
 answer crops for the CPU reader) from the answers a teacher has vouched for
-(``selectors.answers_labelled``). ``reader_learn_start`` / ``reader_learn_run`` fine-tune EasyOCR's
-recogniser on them (``ml.ocr_train``) as a job with progress, keep the weights only when they read
-held-out corrected answers better, then read the exam again with them: a teacher's scores and typed
-texts are never changed, and every other answer is read and suggested again.
+(``selectors.answers_labelled``). ``reader_learn_start`` / ``reader_learn_run`` run one learning job
+with progress:
+
+1. **Reader** (with at least ``MIN_LABELLED`` vouched-for texts): fine-tune EasyOCR's recogniser on
+   them (``ml.ocr_train``), keep the weights only when they read held-out corrected answers better,
+   then read the exam again with them.
+2. **Scorer** (with at least ``MIN_SCORED`` teacher-scored written answers): train a learned scorer
+   (``ml.scorer``) on the teacher's marks and measure it by ``SCORER_FOLDS``-fold cross-validation
+   over scripts: every scored answer is suggested twice by a model and evidence that never saw its
+   script's scores, once with the scorer and once without (``reading.question_suggestions``). The
+   scorer is offered on a question only where it agreed with the teacher on more of them; a scorer
+   trained on all the marks is kept for those questions.
+
+Then every answer is suggested again. A teacher's scores and typed texts are never changed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import shutil
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +38,9 @@ from PIL import Image
 
 from grader.models import Exam, Script, User
 from grader.reading import services as reading
+from grader.reading.models import Answer
 from ml.ocr_train import OcrTrainConfig, lines_load, recognizer_train
+from ml.scorer import ScorerConfig, ScorerExample, score_bin, scorer_load, scorer_train
 from ml.similarity import number_parse
 from ml.training_data import (
     SPLITS,
@@ -37,12 +53,24 @@ from ml.training_data import (
 )
 
 from .models import LearningJob
-from .selectors import answer_label, answers_labelled, answers_labelled_count, teacher_reader_weights
+from .scorers import scorer_for_question
+from .selectors import (
+    answer_label,
+    answers_labelled,
+    answers_labelled_count,
+    answers_scored,
+    teacher_reader_weights,
+)
 
 logger = logging.getLogger(__name__)
 
 # Below this many corrected answers there is nothing to learn from and nothing to check it on.
 MIN_LABELLED = 20
+# A scorer needs marks on several answers per question to learn and to be judged on.
+MIN_SCORED = 30
+SCORER_FOLDS = 3
+# Fewer held-out answers than this on a question say too little to offer a scorer there.
+SCORER_MIN_ANSWERS = 4
 
 
 class LearningRefused(ValueError):
@@ -121,17 +149,20 @@ def _kind(answer) -> str:
 @transaction.atomic
 def reader_learn_start(*, exam: Exam, user: User, enqueue: bool = True) -> LearningJob:
     """Queue "Learn from my corrections and re-read the rest" for ``exam``; LearningRefused when a
-    run is already going or there are too few corrected answers to learn from and check. Without
-    ``enqueue`` the job is only created, for a caller that runs it in-process (``grade_folder``)."""
+    run is already going or there is too little to learn from and check (neither ``MIN_LABELLED``
+    vouched-for texts nor ``MIN_SCORED`` scored answers). Without ``enqueue`` the job is only created,
+    for a caller that runs it in-process (``grade_folder``)."""
     Exam.objects.select_for_update().get(pk=exam.pk)
     running = LearningJob.objects.filter(exam=exam, status__in=[LearningJob.Status.QUEUED, LearningJob.Status.RUNNING])
     if running.exists():
         raise LearningRefused("The reader is already learning from this exam's corrections.")
     labelled = answers_labelled_count(exam=exam)
-    if labelled < MIN_LABELLED:
+    scored = answers_scored(exam=exam).count()
+    if labelled < MIN_LABELLED and scored < MIN_SCORED:
         raise LearningRefused(
-            f"{labelled} answers have a text you confirmed; at least {MIN_LABELLED} are needed. Correct the "
-            "text of misread answers (press e on a row), or score answers whose suggestion fits the key.")
+            f"{labelled} answers have a text you confirmed and {scored} have your score; at least {MIN_LABELLED} "
+            f"confirmed texts (to learn the handwriting) or {MIN_SCORED} scores (to learn your marking) are needed. "
+            "Correct the text of misread answers (press e on a row), or score more answers.")
     job = LearningJob.objects.create(exam=exam, created_by=user)
     if enqueue:
         from .tasks import reader_learn_task
@@ -140,47 +171,130 @@ def reader_learn_start(*, exam: Exam, user: User, enqueue: bool = True) -> Learn
     return job
 
 
-def reader_learn_run(*, job_id: int, config: OcrTrainConfig = OcrTrainConfig(threads=1)) -> LearningJob:
+def reader_learn_run(*, job_id: int, config: OcrTrainConfig = OcrTrainConfig(threads=1),
+                     scorer_config: ScorerConfig = ScorerConfig(threads=1)) -> LearningJob:
     """Run a queued learning job to the end (see the module docstring); a failure is recorded on the job."""
     job = LearningJob.objects.select_related("exam", "created_by").get(pk=job_id)
     if job.status != LearningJob.Status.QUEUED:
         return job
     _job_update(job, status=LearningJob.Status.RUNNING, stage="export")
     try:
-        with tempfile.TemporaryDirectory(prefix="markdesk-learn-") as folder:
-            training_data_export(exams=[job.exam], out=Path(folder), ratios=(0.85, 0.15, 0.0))
-            train = lines_load(folder=Path(folder), split="train")
-            val = lines_load(folder=Path(folder), split="val")
-            _job_update(job, stage="train", done=0, total=config.epochs)
-            start = teacher_reader_weights(user=job.created_by) if job.created_by else None
-            result = recognizer_train(
-                train=train, val=val, out=Path(folder) / "model", start=start, config=config,
-                progress=lambda done, total: _job_update(job, done=done, total=total))
-            job.metrics = {"train_lines": result.train_lines, "val_lines": result.val_lines,
-                           "cer_before": result.cer_before, "cer_after": result.cer_after,
-                           "improved": result.improved, "epochs": result.epochs, "seconds": result.seconds,
-                           "start": "your earlier corrections" if start else "EasyOCR english_g2"}
-            if result.weights is not None:
-                with result.weights.open("rb") as handle:
-                    job.weights.save(f"recognizer-{job.pk}.pth", File(handle), save=False)
-            job.save(update_fields=["metrics", "weights"])
-        if job.weights:
-            # The weights are the exam's reader once the job is done; read with them now.
-            _job_update(job, status=LearningJob.Status.DONE, stage="reread")
-            scripts = list(Script.objects.filter(exam=job.exam).order_by("number").values_list("pk", flat=True))
-            _job_update(job, done=0, total=len(scripts))
-            for number, script_id in enumerate(scripts, start=1):
-                reading.script_read(script_id=script_id, engines=[reading.OCR])
-                _job_update(job, done=number)
-            reading.exam_resuggest(exam_id=job.exam_id)
+        reread = answers_labelled_count(exam=job.exam) >= MIN_LABELLED and _reader_learn(job=job, config=config)
+        if answers_scored(exam=job.exam).count() >= MIN_SCORED:
+            _job_update(job, stage="scorer", done=0, total=SCORER_FOLDS + 1)
+            with tempfile.TemporaryDirectory(prefix="markdesk-scorer-") as folder:
+                found = scorer_learn(exam=job.exam, out=Path(folder) / "scorer", config=scorer_config,
+                                     progress=lambda done: _job_update(job, done=done))
+                job.metrics = {**job.metrics, "scorer": found}
+                if found["offered"]:
+                    archive = shutil.make_archive(str(Path(folder) / "scorer"), "zip", Path(folder) / "scorer")
+                    with open(archive, "rb") as handle:
+                        job.scorer.save(f"scorer-{job.pk}.zip", File(handle), save=False)
+                job.save(update_fields=["metrics", "scorer"])
+        # Whatever was kept is the exam's from now on; suggest with it.
+        _job_update(job, status=LearningJob.Status.DONE, stage="suggest")
+        reading.exam_resuggest(exam_id=job.exam_id)
+        if reread:
             reading.exam_identity_match(exam_id=job.exam_id)
-        _job_update(job, status=LearningJob.Status.DONE, stage="", finished_at=timezone.now())
-    except Exception as error:  # recorded for the teacher; the exam keeps the reader it had
+        _job_update(job, stage="", finished_at=timezone.now())
+    except Exception as error:  # recorded for the teacher; the exam keeps the reader and scorer it had
         logger.exception("Learning job %s for exam %s failed", job.pk, job.exam_id)
-        job.weights = ""
-        job.save(update_fields=["weights"])
+        job.weights = job.scorer = ""
+        job.save(update_fields=["weights", "scorer"])
         _job_update(job, status=LearningJob.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now())
     return job
+
+
+def _reader_learn(*, job: LearningJob, config: OcrTrainConfig) -> bool:
+    """The reader stage: fine-tune on the vouched-for texts; when kept, read every script again with
+    it. True when the exam was read again."""
+    with tempfile.TemporaryDirectory(prefix="markdesk-learn-") as folder:
+        training_data_export(exams=[job.exam], out=Path(folder), ratios=(0.85, 0.15, 0.0))
+        train = lines_load(folder=Path(folder), split="train")
+        val = lines_load(folder=Path(folder), split="val")
+        _job_update(job, stage="train", done=0, total=config.epochs)
+        start = teacher_reader_weights(user=job.created_by) if job.created_by else None
+        result = recognizer_train(
+            train=train, val=val, out=Path(folder) / "model", start=start, config=config,
+            progress=lambda done, total: _job_update(job, done=done, total=total))
+        job.metrics = {"train_lines": result.train_lines, "val_lines": result.val_lines,
+                       "cer_before": result.cer_before, "cer_after": result.cer_after,
+                       "improved": result.improved, "epochs": result.epochs, "seconds": result.seconds,
+                       "start": "your earlier corrections" if start else "EasyOCR english_g2"}
+        if result.weights is not None:
+            with result.weights.open("rb") as handle:
+                job.weights.save(f"recognizer-{job.pk}.pth", File(handle), save=False)
+        job.save(update_fields=["metrics", "weights"])
+    if not job.weights:
+        return False
+    # The weights are the exam's reader once the job is done; read with them now.
+    _job_update(job, status=LearningJob.Status.DONE, stage="reread")
+    scripts = list(Script.objects.filter(exam=job.exam).order_by("number").values_list("pk", flat=True))
+    _job_update(job, done=0, total=len(scripts))
+    for number, script_id in enumerate(scripts, start=1):
+        reading.script_read(script_id=script_id, engines=[reading.OCR])
+        _job_update(job, done=number)
+    return True
+
+
+# ---------------------------------------------------------------- the scorer learns the teacher's marking
+
+
+def scorer_learn(*, exam: Exam, out: Path, config: ScorerConfig = ScorerConfig(threads=1), seed: int = 0,
+                 progress: Callable[[int], None] = lambda done: None) -> dict:
+    """Decide where a learned scorer helps on ``exam`` and train it (see the module docstring, step 2).
+
+    Returns ``{"answers": n, "folds": k, "questions": {label: {"answers", "with", "without",
+    "offered"}}, "offered": [question pk, ...]}`` where ``with``/``without`` count held-out answers
+    whose suggestion equals the teacher's score with and without the scorer. When any question is
+    offered, the scorer trained on every scored answer is saved in ``out`` (``ml.scorer``'s folder).
+    ``progress`` gets the number of trainings done (``SCORER_FOLDS`` + 1 in all).
+    """
+    answers = [answer for answer in answers_scored(exam=exam) if reading.answer_read_text(answer)]
+    questions = {answer.question_id: answer.question for answer in answers}
+    keys = {pk: tuple(t for t in (q.answer, *q.accept) if t.strip()) for pk, q in questions.items()}
+    marked = {pk: reading.question_marked(question=question) for pk, question in questions.items()}
+    scripts = sorted({answer.script_id for answer in answers})
+    random.Random(seed).shuffle(scripts)
+    fold_of = {script: position % SCORER_FOLDS for position, script in enumerate(scripts)}
+
+    def example(answer: Answer) -> ScorerExample:
+        return ScorerExample(question=answer.question.label, key=keys[answer.question_id],
+                             text=reading.answer_read_text(answer).strip(),
+                             band=score_bin(score=float(answer.score), max_score=float(answer.question.max_score),
+                                            bands=config.bands))
+
+    tally: dict[int, Counter] = defaultdict(Counter)
+    for fold in range(SCORER_FOLDS):
+        held = [answer for answer in answers if fold_of[answer.script_id] == fold]
+        train = [example(answer) for answer in answers if fold_of[answer.script_id] != fold]
+        if not held or not train:
+            progress(fold + 1)
+            continue
+        scorer_train(records=train, out=out.parent / f"fold-{fold}", config=config)
+        scorer = scorer_load(path=out.parent / f"fold-{fold}", device="cpu")
+        by_question: dict[int, list[Answer]] = defaultdict(list)
+        for answer in held:
+            by_question[answer.question_id].append(answer)
+        for pk, question_answers in by_question.items():
+            held_pks = {answer.pk for answer in question_answers}
+            evidence = [m for m in marked[pk] if m.ref not in held_pks]
+            learned = scorer_for_question(scorer=scorer, question=questions[pk])
+            for name, opinion in (("without", None), ("with", learned)):
+                suggested = reading.question_suggestions(question=questions[pk], answers=question_answers,
+                                                         marked=evidence, learned=opinion)
+                tally[pk][name] += sum(s.score == a.score for s, a in zip(suggested, question_answers, strict=True))
+            tally[pk]["answers"] += len(question_answers)
+        progress(fold + 1)
+    report = {questions[pk].label: {"answers": counts["answers"], "with": counts["with"],
+                                    "without": counts["without"],
+                                    "offered": counts["answers"] >= SCORER_MIN_ANSWERS and counts["with"] > counts["without"]}
+              for pk, counts in sorted(tally.items(), key=lambda item: questions[item[0]].order)}
+    offered = [pk for pk in tally if report[questions[pk].label]["offered"]]
+    if offered:
+        scorer_train(records=[example(answer) for answer in answers], out=out, config=config)
+    progress(SCORER_FOLDS + 1)
+    return {"answers": len(answers), "folds": SCORER_FOLDS, "questions": report, "offered": offered}
 
 
 def _job_update(job: LearningJob, **fields) -> None:

@@ -2,7 +2,7 @@
 
 Engines come from ``ml.recognition``: EasyOCR always, and the Qwen2.5-VL engine when
 ``settings.VLM_MODEL_PATH`` is set (on GPU workers, queue ``vlm``). Boxes are placed on each script by
-``annotations.services.box_on_script`` (template pixels mapped through the page's alignment, or the
+``annotations.selectors.box_on_script`` (template pixels mapped through the page's alignment, or the
 teacher's adjustment), so every crop here is ``[x1, y1, x2, y2]`` in scan pixels at 150 dpi.
 """
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 from PIL import Image
 
 from annotations.models import AnswerBox
-from annotations.services import box_on_script
+from annotations.selectors import box_on_script
 from grader.models import Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from ml.alignment import alignment_from_dict, scan_rectify
 from ml.identity import (
@@ -35,7 +35,16 @@ from ml.identity import (
 from ml.recognition.base import Recognizer, Region, RegionKind
 from ml.pages import ink_beyond_print
 from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop
-from ml.marking import Marked, Written, answer_kind, answers_touched, decimal_point_lost, question_suggest
+from ml.marking import (
+    Learned,
+    Marked,
+    Suggestion,
+    Written,
+    answer_kind,
+    answers_touched,
+    decimal_point_lost,
+    question_suggest,
+)
 from ml.recognition.fit import Frames
 from ml.scoring import ScoreRule
 from ml.similarity import NumericTolerance, number_parse, strategy_choose, text_normalise
@@ -370,7 +379,8 @@ def question_strategy(question: Question) -> str:
 def answers_suggest(*, answers: Iterable[Answer]) -> None:
     """Recompute the transcription used, similarity, suggested score and its reason for ``answers``
     (see ``ml.marking``: teacher scores of the same question, fits of the ink to the key and to
-    teacher-scored texts, then the rule). A teacher's ``score`` and confirmed text are never touched.
+    teacher-scored texts, the learned scorer where one is offered, then the rule). A teacher's
+    ``score`` and confirmed text are never touched.
     """
     by_question: dict[int, list[Answer]] = defaultdict(list)
     for answer in answers:
@@ -380,18 +390,9 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
         readable = [answer for answer in question_answers if answer.read_at and not answer.read_error]
         if not readable:
             continue
-        written = _answers_written(question=question, answers=readable)
-        texts, words = question_lexicon(question=question)
-        suggestions = question_suggest(
-            answers=written,
-            key=[text for text in (question.answer, *question.accept) if text.strip()],
-            marked=question_marked(question=question),
-            rule=question_rule(question),
-            strategy=question.strategy,
-            tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
-            lexicon=texts,
-            vocabulary=words,
-        )
+        suggestions = question_suggestions(question=question, answers=readable,
+                                           marked=question_marked(question=question),
+                                           learned=question_learned(question=question))
         for answer, suggestion in zip(readable, suggestions, strict=True):
             answer.similarity = suggestion.similarity
             answer.similarity_strategy = suggestion.strategy
@@ -403,6 +404,32 @@ def answers_suggest(*, answers: Iterable[Answer]) -> None:
         Answer.objects.bulk_update(
             readable, ["similarity", "similarity_strategy", "suggested_score", "suggestion_reason", "fit_text", "text"]
         )
+
+
+def question_suggestions(*, question: Question, answers: Sequence[Answer], marked: Sequence[Marked],
+                         learned: Learned | None) -> list[Suggestion]:
+    """What ``ml.marking`` suggests for these read answers of ``question`` with ``marked`` as the
+    teacher's evidence and ``learned`` as its learned scorer (None: none offered); nothing is saved,
+    so learning can also ask it with part of the evidence held out."""
+    texts, words = question_lexicon(question=question)
+    return question_suggest(
+        answers=_answers_written(question=question, answers=answers),
+        key=[text for text in (question.answer, *question.accept) if text.strip()],
+        marked=marked,
+        rule=question_rule(question),
+        strategy=question.strategy,
+        tolerance=NumericTolerance(lowest_terms=question.lowest_terms),
+        lexicon=texts,
+        vocabulary=words,
+        learned=learned,
+    )
+
+
+def question_learned(*, question: Question) -> Learned | None:
+    """The learned scorer offered for ``question`` (``grader.learning``), or None."""
+    from grader.learning.scorers import question_scorer
+
+    return question_scorer(question=question)
 
 
 def question_resuggest_for_text(*, question: Question, text: str | None) -> list[Answer]:
@@ -688,6 +715,15 @@ def box_read_enqueue(*, box: AnswerBox) -> int:
     box_id = box.pk
     transaction.on_commit(lambda: [script_box_read_task.delay(script_id, box_id) for script_id in script_ids])
     return len(script_ids)
+
+
+def script_box_read_enqueue(*, script: Script, box: AnswerBox) -> None:
+    """Cut and read one script's answer again once its moved box is committed (the rest stays as read).
+    The per-script box view calls this after a teacher moved or reset that script's box."""
+    from .tasks import script_box_read_task
+
+    script_id, box_id = script.pk, box.pk
+    transaction.on_commit(lambda: script_box_read_task.delay(script_id, box_id))
 
 
 def question_read_enqueue(*, question: Question) -> int:

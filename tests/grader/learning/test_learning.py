@@ -90,12 +90,12 @@ def test_an_exam_without_corrections_exports_nothing_and_says_so(read_exam, tmp_
 
 def test_learning_needs_enough_corrected_answers(client_for, teacher, read_exam):
     index = client_for(teacher).get(reverse("grading_index", args=[read_exam.pk])).content.decode()
-    assert "answers to learn from so far (20 needed)" in index
+    assert "0 answers with a text to learn from (20 needed)" in index
 
     response = client_for(teacher, htmx=True).post(reverse("learning_start", args=[read_exam.pk]))
 
     assert response.status_code == 409
-    assert "at least 20 are needed" in response.content.decode()
+    assert "at least 20 confirmed texts" in response.content.decode()
     assert not LearningJob.objects.exists()
 
 
@@ -125,7 +125,7 @@ def test_the_reader_learns_from_corrections_and_reads_the_exam_again_without_tou
     assert scored.score == Decimal("0")
     assert dict(Answer.objects.filter(script__exam=corrected_exam).values_list("pk", "confirmed_text")) == confirmed
     progress = client_for(teacher, htmx=True).get(reverse("learning_progress", args=[corrected_exam.pk, job.pk]))
-    assert progress.status_code == 286 and "Done" in progress.content.decode()
+    assert progress.status_code == 286 and "Handwriting: " in progress.content.decode()
     index = client_for(teacher).get(reverse("grading_index", args=[corrected_exam.pk])).content.decode()
     assert "Learn from my corrections and re-read the rest" in index
 
