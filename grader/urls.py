@@ -27,6 +27,7 @@ urlpatterns = [
     path("", include("annotations.urls")),
     path("", include("grader.reading.urls")),
     path("", include("grader.grading.urls")),
+    path("", include("grader.rubrics.urls")),
     path("", include("grader.outputs.urls")),
     path("", include("grader.learning.urls")),
 

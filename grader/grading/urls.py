@@ -13,6 +13,7 @@ urlpatterns = [
     path("exams/<int:exam_id>/grade/answers/<int:answer_id>/", views.grading_row, name="grading_row"),
     path("exams/<int:exam_id>/grade/answers/<int:answer_id>/score/", views.grading_score, name="grading_score"),
     path("exams/<int:exam_id>/grade/answers/<int:answer_id>/text/", views.grading_text, name="grading_text"),
+    path("exams/<int:exam_id>/grade/answers/<int:answer_id>/rubric/", views.grading_rubric, name="grading_rubric"),
     path("exams/<int:exam_id>/grade/answers/<int:answer_id>/detach/", views.grading_detach, name="grading_detach"),
     path("exams/<int:exam_id>/grade/changes/<int:change_id>/revert/", views.grading_revert, name="grading_revert"),
 ]

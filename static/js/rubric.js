@@ -1,0 +1,122 @@
+/* Keyboard grading of a rubric question (templates/grading/question.html, rows with a .rubric-form).
+ *
+ * Tab moves through a row's dimension boxes and on to its feedback box, as in any form; the total is
+ * added up as the teacher types and marked when a dimension or the total is above its maximum (the
+ * server checks again). Enter in a score box, or Ctrl+Enter in the feedback, saves the row and goes on
+ * to the next answer still without a score. In the feedback box Alt+1..9 adds or removes bank comment
+ * 1..9 and Alt+s saves what was written as a new bank comment. Without JavaScript the form posts as is.
+ */
+(function () {
+  "use strict";
+
+  let advanceFrom = null; // the row saved from the keyboard: focus moves on once its save comes back
+  let bankFrom = null; // the row whose feedback went to the comment bank: the page is drawn again with it
+
+  const rowOf = (el) => (el && el.closest ? el.closest("tbody.grading-row") : null);
+  const rows = () => Array.from(document.querySelectorAll("tbody.grading-row"));
+  const firstBox = (row) => (row ? row.querySelector("input.rubric-points:not([readonly])") : null);
+  const unscored = (row) => Array.from(row.querySelectorAll("input.rubric-points")).some((box) => box.value.trim() === "");
+
+  function focusBox(box) {
+    if (!box) return false;
+    box.focus();
+    box.select();
+    box.scrollIntoView({ block: "nearest" });
+    return true;
+  }
+
+  const number = (text) => Number(text.trim().replace(",", "."));
+
+  /* The sum of the row's dimension boxes into its <output>; over-maximum boxes and totals are marked. */
+  function totalUpdate(form) {
+    const boxes = Array.from(form.querySelectorAll("input.rubric-points"));
+    let total = 0, complete = true;
+    for (const box of boxes) {
+      const text = box.value.trim();
+      const value = number(text);
+      const bad = text !== "" && (Number.isNaN(value) || value < 0 || value > Number(box.dataset.max));
+      box.classList.toggle("rubric-over", bad);
+      box.setAttribute("aria-invalid", bad ? "true" : "false");
+      if (text === "") complete = false; else if (!Number.isNaN(value)) total += value;
+    }
+    const output = form.querySelector("output.rubric-total");
+    output.value = complete ? String(Math.round(total * 100) / 100) : (total ? `${Math.round(total * 100) / 100} so far` : "–");
+    output.classList.toggle("rubric-over", total > Number(form.dataset.max));
+  }
+
+  function submit(form, advance) {
+    if (!form.hasAttribute("hx-post")) return;
+    advanceFrom = advance ? rowOf(form).id : null;
+    const state = form.querySelector(".grading-state");
+    if (state) state.textContent = "saving…";
+    htmx.trigger(form, "submit");
+  }
+
+  function toggleComment(form, digit) {
+    const box = form.querySelector(`input[name=comment][value="${digit}"]`);
+    if (!box || box.disabled) return false;
+    box.checked = !box.checked;
+    const state = form.querySelector(".grading-state");
+    if (state) state.textContent = `comment ${digit} ${box.checked ? "added" : "removed"}`;
+    return true;
+  }
+
+  document.addEventListener("input", (event) => {
+    if (event.target.matches && event.target.matches("input.rubric-points")) totalUpdate(event.target.form);
+  });
+
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (!target.matches) return;
+    const form = target.form;
+    if (target.matches("input.rubric-points")) {
+      if (event.key === "Enter" || event.code === "NumpadEnter") { event.preventDefault(); submit(form, true); }
+      return;
+    }
+    if (!target.matches("textarea.rubric-feedback")) return;
+    if (event.key === "Enter" && event.ctrlKey) { event.preventDefault(); submit(form, true); return; }
+    if (!event.altKey || event.ctrlKey || event.metaKey) return;
+    const digit = /^Digit([1-9])$/.exec(event.code);
+    if (digit) { event.preventDefault(); toggleComment(form, digit[1]); return; }
+    if (event.code === "KeyS") {
+      event.preventDefault();
+      if (!target.value.trim()) return;
+      form.querySelector("input[name=save_comment]").checked = true;
+      bankFrom = rowOf(form).id;
+      submit(form, false);
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const row = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("tbody.grading-row") : null;
+    if (!row || !row.querySelector(".rubric-form")) return;
+    totalUpdate(row.querySelector(".rubric-form"));
+    if (row.classList.contains("grading-refused") || row.classList.contains("grading-stale")) {
+      advanceFrom = bankFrom = null;
+      focusBox(firstBox(row));
+      return;
+    }
+    if (bankFrom === row.id) {
+      // Every row and the bank show the new comment, numbered, once the page is drawn again.
+      bankFrom = null;
+      if (row.classList.contains("grading-saved")) { window.location.hash = row.id; window.location.reload(); }
+      return;
+    }
+    if (advanceFrom !== row.id) return;
+    advanceFrom = null;
+    const all = rows();
+    const start = all.indexOf(row);
+    for (let i = 1; i <= all.length; i += 1) {
+      const next = all[(start + i) % all.length];
+      if (next !== row && unscored(next) && focusBox(firstBox(next))) return;
+    }
+    focusBox(row.querySelector("textarea.rubric-feedback"));
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("form.rubric-form").forEach(totalUpdate);
+    const named = window.location.hash.match(/^#answer-(\d+)$/);
+    const row = (named && document.getElementById("answer-" + named[1])) || rows().find(unscored) || rows()[0];
+    focusBox(firstBox(row));
+  });
+})();
