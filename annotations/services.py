@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
 from PIL import Image
@@ -20,7 +21,7 @@ from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, Script, Use
 from grader.reading.models import Answer
 from grader.services import QUESTION_LABEL_PATTERN, question_label_normalise
 from ml import boxes as box_tools
-from ml.alignment import alignment_from_dict, box_map
+from ml.alignment import Alignment, alignment_from_dict, box_map
 from ml.suggest import boxes_suggest
 from grader.wording import counted
 
@@ -337,21 +338,16 @@ def box_reread_enqueue(*, script: Script, box: AnswerBox) -> None:
 
 
 def suggestions_enqueue(*, exam: Exam) -> None:
-    from .tasks import suggestions_compute_task
+    """Ink suggestions on a CPU worker, and the VLM's on a ``vlm`` worker when a model is configured."""
+    from .tasks import suggestions_compute_task, vlm_suggestions_compute_task
 
     transaction.on_commit(lambda: suggestions_compute_task.delay(exam.pk))
+    if settings.VLM_MODEL_PATH:
+        transaction.on_commit(lambda: vlm_suggestions_compute_task.delay(exam.pk))
 
 
-def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
-    """Find handwriting on up to ``script_limit`` aligned scripts and store candidate boxes (template px).
-
-    Replaces earlier pending suggestions; candidates that overlap an existing box are skipped.
-    """
-    exam = Exam.objects.get(pk=exam_id)
-    templates = []
-    for page in exam.template_pages.order_by("index"):
-        with page.image.open("rb") as handle:
-            templates.append(Image.open(handle).convert("RGB"))
+def suggestion_scripts(*, exam: Exam, pages: int, limit: int) -> list[list[tuple[Image.Image, Alignment]]]:
+    """The first ``limit`` scripts with all ``pages`` template pages aligned: item i of a script shows template page i."""
     scripts = []
     for script in exam.scripts.order_by("number"):
         aligned = {
@@ -359,19 +355,23 @@ def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
             for page in script.pages.filter(discarded=False, template_index__isnull=False)
             if page.transform["ok"]
         }
-        # boxes_suggest wants item i of a script to show template page i, so only complete scripts count.
-        if len(scripts) == script_limit or set(aligned) != set(range(len(templates))):
+        if len(scripts) == limit or set(aligned) != set(range(pages)):
             continue
-        pages = []
-        for index in range(len(templates)):
+        found = []
+        for index in range(pages):
             with aligned[index].image.open("rb") as handle:
-                pages.append((Image.open(handle).convert("RGB"), alignment_from_dict(aligned[index].transform)))
-        scripts.append(pages)
-    found = boxes_suggest(template_pages=templates, scripts=scripts)
+                found.append((Image.open(handle).convert("RGB"), alignment_from_dict(aligned[index].transform)))
+        scripts.append(found)
+    return scripts
+
+
+def suggestions_store(*, exam: Exam, found: Sequence, sources: Sequence[str]) -> int:
+    """Replace the pending suggestions of ``sources`` with ``found`` (each with page, bbox, score, source),
+    skipping those that overlap an existing box."""
     existing = [(box.page, box.bbox) for box in exam.boxes.filter(parent=None)]
     with transaction.atomic():
         Exam.objects.select_for_update().get(pk=exam.pk)
-        exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING).delete()
+        exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING, source__in=sources).delete()
         created = 0
         for suggestion in found:
             if any(page == suggestion.page and box_tools.box_iou(bbox, suggestion.bbox) > 0.3 for page, bbox in existing):
@@ -380,8 +380,23 @@ def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
                 exam=exam, page=suggestion.page, bbox=suggestion.bbox, score=suggestion.score, source=suggestion.source
             )
             created += 1
-    logger.info("Exam %s: %d suggested boxes", exam.pk, created)
+    logger.info("Exam %s: %d suggested boxes from %s", exam.pk, created, "/".join(sources))
     return created
+
+
+def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
+    """Find handwriting on up to ``script_limit`` aligned scripts and store candidate boxes (template px).
+
+    Replaces earlier pending ink and frame suggestions; candidates that overlap an existing box are skipped.
+    """
+    exam = Exam.objects.get(pk=exam_id)
+    templates = []
+    for page in exam.template_pages.order_by("index"):
+        with page.image.open("rb") as handle:
+            templates.append(Image.open(handle).convert("RGB"))
+    scripts = suggestion_scripts(exam=exam, pages=len(templates), limit=script_limit)
+    found = boxes_suggest(template_pages=templates, scripts=scripts)
+    return suggestions_store(exam=exam, found=found, sources=["frame", "ink"])
 
 
 @transaction.atomic

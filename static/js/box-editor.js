@@ -436,11 +436,19 @@
       return element;
     }
 
+    // Where a suggestion comes from: [short name in the list, what the box on the page says].
+    const SUGGESTION_SOURCES = {
+      frame: ["frame", "a printed box with writing"],
+      ink: ["ink", "handwriting"],
+      vlm: ["VLM", "the VLM's answer regions"],
+    };
+
     function suggestionElement(suggestion) {
       const element = document.createElement("div");
       element.className = "suggestion";
       kit.place(element, suggestion.bbox, zoom);
-      element.title = `Suggested from the scans (${suggestion.source === "frame" ? "a printed box with writing" : "handwriting"})`;
+      element.dataset.source = suggestion.source;
+      element.title = `Suggested from the scans (${SUGGESTION_SOURCES[suggestion.source]?.[1] || suggestion.source})`;
       if (canChange) {
         const actions = document.createElement("div");
         actions.className = "suggestion-actions";
@@ -535,7 +543,8 @@
         for (const suggestion of here) {
           const item = document.createElement("li");
           const text = document.createElement("span");
-          text.textContent = ` ${kit.sizeText(suggestion.bbox)}`;
+          const source = SUGGESTION_SOURCES[suggestion.source]?.[0] || suggestion.source;
+          text.textContent = ` ${kit.sizeText(suggestion.bbox)} · ${source}`;
           if (canChange) {
             // The proposed label (from the answer key, in reading order) can be edited in place.
             const label = document.createElement("input");
@@ -549,7 +558,7 @@
             });
             item.append(label, text, button("Accept", () => decide(suggestion, true)), button("Reject", () => decide(suggestion, false)));
           } else {
-            text.textContent = `${suggestion.label || "?"} · ${kit.sizeText(suggestion.bbox)}`;
+            text.textContent = `${suggestion.label || "?"} · ${kit.sizeText(suggestion.bbox)} · ${source}`;
             item.append(text);
           }
           suggestionList.append(item);
