@@ -39,6 +39,7 @@ from PIL import Image
 from grader.models import Exam, Script, User
 from grader.reading import services as reading
 from grader.reading.models import Answer
+from grader.rubrics.export import rubric_records_export
 from ml.ocr_train import OcrTrainConfig, lines_load, recognizer_train
 from ml.scorer import ScorerConfig, ScorerExample, score_bin, scorer_load, scorer_train
 from ml.similarity import number_parse
@@ -82,6 +83,7 @@ class ExportSummary:
     pages: dict[str, int]
     answers: dict[str, int]
     scripts: dict[str, int]
+    rubric_answers: dict[str, int] | None = None  # rubric-scored answers (grader.rubrics.export)
 
 
 def training_data_export(*, exams: list[Exam], out: Path, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -136,7 +138,8 @@ def training_data_export(*, exams: list[Exam], out: Path, ratios: tuple[float, f
     scripts = dict.fromkeys(SPLITS, 0)
     for split in split_of.values():
         scripts[split] += 1
-    return ExportSummary(pages=counts["pages"], answers=counts["answers"], scripts=scripts)
+    return ExportSummary(pages=counts["pages"], answers=counts["answers"], scripts=scripts,
+                         rubric_answers=rubric_records_export(exams=exams, out=out, ratios=ratios, seed=seed))
 
 
 def _kind(answer) -> str:

@@ -3,7 +3,8 @@
 Writes every answer whose text a teacher vouched for (typed it, or scored it as the key answer its ink
 fits) as training data: page records for the VLM (seed 000's format, with LLaMA-Factory's
 ``dataset_info.json``) and answer crops for the CPU reader, split by script. The format is
-``ml.training_data``'s; ``python -m ml.ocr_train --data DIR`` and ``python -m ml.train`` read it.
+``ml.training_data``'s; ``python -m ml.ocr_train --data DIR`` and ``python -m ml.train`` read it. Answers
+scored on a rubric go to ``rubric/*.jsonl`` (``ml.rubric``'s format) for ``python -m ml.train_rubric``.
 """
 
 from __future__ import annotations
@@ -45,3 +46,7 @@ class Command(BaseCommand):
                                     f"{summary.answers[split]} answers" for split in summary.answers)
             + f" into {out}."
         )
+        rubric = summary.rubric_answers or {}
+        if any(rubric.values()):
+            self.stdout.write("Rubric-scored answers (rubric/*.jsonl, for python -m ml.train_rubric): "
+                              + ", ".join(f"{split}: {count}" for split, count in rubric.items()) + ".")
