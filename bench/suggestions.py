@@ -1,22 +1,30 @@
-"""How well suggested boxes match the teacher's final boxes on the demo exam (HG-Bench F_A).
+"""How well suggested boxes match the teacher's final boxes on the demo exam, by source (ink, VLM), in HG-Bench metrics.
 
-Aligns the demo scans to the template, suggests answer regions from the handwriting of up to
-``--scripts`` scripts (``ml.suggest``), and scores them against the demo's boxes (``annotations.json``,
-what a teacher ends up with) with the HG-Bench metrics of ``ml.grounding_eval``: one sample, pages
-matched greedily at IoU >= 0.5. Also scores ink-only suggestions (printed frames ignored).
+Aligns the demo scans to the template and scores, against the demo's boxes (``annotations.json``, what
+a teacher ends up with), with ``ml.grounding_eval`` (the official HG-Bench rules, one sample, pages
+matched greedily at IoU >= 0.5):
 
-    python bench/suggestions.py [--demo DIR | --students 30] [--scripts 10]
+- ink: boxes suggested from the handwriting of up to ``--scripts`` scripts (``ml.suggest``), with
+  printed frames and ink only;
+- VLM (only with ``--vlm-model DIR`` or ``VLM_MODEL_PATH``): the pooled boxes of ``--vlm-scripts``
+  scripts (``ml.box_suggest_vlm``), and each script's raw reply scored as its own sample (parse
+  success, F_A, F_S and S-bar over those scripts).
+
+    python bench/suggestions.py [--demo DIR | --students 30] [--scripts 10] [--vlm-model DIR [--vlm-scripts 2]]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from ml.alignment import page_align
+from ml.alignment import page_align, scan_rectify
+from ml.box_suggest_vlm import VlmBoxConfig, boxes_pool, hf_box_generate, prompt_build, reply_boxes
 from ml.boxes import AnswerBox, annotations_load, hgbench_dump
 from ml.demo_data import DemoConfig, demo_build
 from ml.grounding_eval import boxes_sample, dataset_scores, scores_report
@@ -26,12 +34,25 @@ from ml.suggest import SuggestConfig, boxes_suggest
 _MAX_PIXELS = 50_000_000
 
 
+def _report(name: str, found: Sequence, *, gold: list[dict], sizes: list[tuple[int, int]]) -> None:
+    """Score suggestions (each with a 0-based ``page`` and a template px ``bbox``) as one HG-Bench sample."""
+    boxes = [AnswerBox(label=f"S{n}", page=s.page, bbox=s.bbox) for n, s in enumerate(found, start=1)]
+    pred = json.loads(hgbench_dump(boxes=boxes, page_sizes=sizes))
+    print(f"\nSuggested boxes ({name}): {len(boxes)} against {len(gold)} teacher boxes")
+    print(scores_report(dataset_scores(samples=[boxes_sample(gold=gold, pred=pred, page_sizes=sizes)])))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python bench/suggestions.py", description=__doc__.splitlines()[0])
     parser.add_argument("--demo", type=Path, help="an existing demo folder (built into a temporary one if left out)")
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scripts", type=int, default=10, help="how many scripts' handwriting to pool")
+    parser.add_argument("--vlm-model", default=os.environ.get("VLM_MODEL_PATH") or None,
+                        help="Qwen2.5-VL directory (default: VLM_MODEL_PATH); without one the VLM is not run")
+    parser.add_argument("--vlm-adapter", default=os.environ.get("VLM_ADAPTER_PATH") or None)
+    parser.add_argument("--vlm-scripts", type=int, default=VlmBoxConfig.scripts, help="scripts the VLM is asked about")
+    parser.add_argument("--vlm-max-pixels", type=int, help="pixels of each page the model sees (default: the engine's)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.demo
@@ -45,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         scans = list(document_pages(path=folder / "scans.pdf", kind="pdf", max_pixels=_MAX_PIXELS))
         started = time.monotonic()
         scripts = []
-        for script in truth["scripts"][: args.scripts]:
+        for script in truth["scripts"][: max(args.scripts, args.vlm_scripts)]:
             scripts.append([
                 (scans[scan_page], page_align(template=templates[index], scan=scans[scan_page]))
                 for index, scan_page in enumerate(script["scan_pages"])
@@ -54,15 +75,37 @@ def main(argv: list[str] | None = None) -> None:
         gold = json.loads(hgbench_dump(
             boxes=annotations_load(data=(folder / "annotations.json").read_text(), page_sizes=sizes), page_sizes=sizes
         ))
-        for name, config in (("frames and ink", SuggestConfig()), ("ink only", SuggestConfig(frames=False))):
-            suggested = boxes_suggest(template_pages=templates, scripts=scripts, config=config)
-            boxes = [AnswerBox(label=f"S{n}", page=s.page, bbox=s.bbox) for n, s in enumerate(suggested, start=1)]
-            pred = json.loads(hgbench_dump(boxes=boxes, page_sizes=sizes))
-            scores = dataset_scores(samples=[boxes_sample(gold=gold, pred=pred, page_sizes=sizes)])
-            print(f"\nSuggested boxes ({name}): {len(boxes)} against {len(gold)} teacher boxes")
-            print(scores_report(scores))
+        for name, config in (("ink: frames and ink", SuggestConfig()), ("ink: ink only", SuggestConfig(frames=False))):
+            _report(name, boxes_suggest(template_pages=templates, scripts=scripts[: args.scripts], config=config),
+                    gold=gold, sizes=sizes)
         print(f"\naligned {sum(len(s) for s in scripts)} pages in {aligned - started:.1f}s; "
-              f"suggestions in {time.monotonic() - aligned:.1f}s")
+              f"ink suggestions in {time.monotonic() - aligned:.1f}s")
+        if not args.vlm_model:
+            print("\nVLM suggestions: not run (no model: pass --vlm-model DIR or set VLM_MODEL_PATH)")
+            return
+        _vlm_report(args, scripts=scripts[: args.vlm_scripts], gold=gold, sizes=sizes)
+
+
+def _vlm_report(args: argparse.Namespace, *, scripts: list, gold: list[dict], sizes: list[tuple[int, int]]) -> None:
+    from ml.recognition.vlm import HfGenerator, VlmConfig
+
+    config = VlmConfig(model_path=args.vlm_model, adapter_path=args.vlm_adapter, confidence=False,
+                       **({"max_pixels": args.vlm_max_pixels} if args.vlm_max_pixels else {}))
+    loading = time.monotonic()
+    generate = hf_box_generate(HfGenerator(config))
+    asking = time.monotonic()
+    replies = []
+    for script in scripts:
+        pages = [scan_rectify(scan=scan, alignment=alignment) for scan, alignment in script]
+        replies.append(generate(pages, prompt_build(pages=len(pages))))
+    done = time.monotonic()
+    pooled = boxes_pool(replies=[reply_boxes(reply=reply, page_sizes=sizes) for reply in replies])
+    _report(f"VLM {args.vlm_model}, pooled over {len(scripts)} scripts", pooled, gold=gold, sizes=sizes)
+    print(f"\nVLM replies, one sample per script ({len(replies)}), raw replies as the official evaluator reads them")
+    print(scores_report(dataset_scores(samples=[boxes_sample(gold=gold, pred=reply, page_sizes=sizes)
+                                                for reply in replies])))
+    print(f"\nmodel loaded in {asking - loading:.1f}s; {len(scripts)} scripts asked in {done - asking:.1f}s "
+          f"({(done - asking) / max(1, len(scripts)):.1f}s each)")
 
 
 if __name__ == "__main__":
