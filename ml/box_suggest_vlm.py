@@ -32,7 +32,7 @@ from typing import Any
 
 from PIL import Image
 
-from ml.grounding_eval import boxes_by_page, pixel_iou, reply_parse
+from ml.grounding_eval import boxes_by_page, pixel_iou, reply_array, reply_parse
 
 Box = tuple[int, int, int, int]
 BoxGenerateFn = Callable[[Sequence[Image.Image], str], str]
@@ -55,6 +55,11 @@ number, from 1), "type": "complete_answer_box", "box_2d" and, where there are st
  {"page": 2, "type": "complete_answer_box", "box_2d": [400, 220, 490, 320], "steps": [
    {"step_id": 1, "box_2d": [410, 230, 440, 320]}, {"step_id": 2, "box_2d": [450, 230, 480, 320]}]}]
 This sheet has {pages} page(s)."""
+
+# HG-Bench's protocol: a reply without a readable list is asked for once more with this reminder appended.
+RETRY_REMINDER = """
+Your previous reply could not be read as a JSON list. Reply with only the JSON list described above,
+with no text before or after it and no code fences."""
 
 
 @dataclass(frozen=True)
@@ -125,10 +130,13 @@ def boxes_pool(*, replies: Sequence[dict[int, list[Box]]], min_iou: float = 0.5)
 def boxes_suggest_vlm(*, scripts: Sequence[Sequence[Image.Image]], generate: BoxGenerateFn,
                       config: VlmBoxConfig = VlmBoxConfig()) -> list[VlmBox]:
     """Suggest answer boxes from up to ``config.scripts`` scripts, each a list of its pages resampled into
-    the template frame (page i = template page i, so their sizes are the template's)."""
+    the template frame (page i = template page i, so their sizes are the template's). A reply holding no
+    JSON list of objects is asked for once more with ``RETRY_REMINDER``."""
     replies = []
     for pages in list(scripts)[: config.scripts]:
         reply = generate(pages, prompt_build(pages=len(pages)))
+        if reply_array(text=reply) is None:
+            reply = generate(pages, prompt_build(pages=len(pages)) + RETRY_REMINDER)
         replies.append(reply_boxes(reply=reply, page_sizes=[page.size for page in pages]))
     return boxes_pool(replies=replies, min_iou=config.min_iou)
 

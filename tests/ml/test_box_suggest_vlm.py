@@ -7,7 +7,16 @@ import json
 import pytest
 from PIL import Image
 
-from ml.box_suggest_vlm import VlmBox, VlmBoxConfig, boxes_pool, boxes_suggest_vlm, hf_box_generate, prompt_build, reply_boxes
+from ml.box_suggest_vlm import (
+    RETRY_REMINDER,
+    VlmBox,
+    VlmBoxConfig,
+    boxes_pool,
+    boxes_suggest_vlm,
+    hf_box_generate,
+    prompt_build,
+    reply_boxes,
+)
 
 PAGES = [(1240, 1754), (1240, 1754)]
 
@@ -68,6 +77,20 @@ def test_each_script_is_one_call_with_all_its_pages() -> None:
     found = boxes_suggest_vlm(scripts=scripts, generate=generate, config=VlmBoxConfig(scripts=2))
     assert calls == [(2, prompt_build(pages=2))] * 2
     assert found == [VlmBox(page=1, bbox=(124, 175, 248, 351), score=1.0)]
+
+
+@pytest.mark.parametrize(("first", "asked"), [("Sorry, I cannot.", 2), ("[]", 1), ('[{"page": 1}]', 1)])
+def test_a_reply_without_a_json_list_is_asked_for_once_more_with_a_reminder(first: str, asked: int) -> None:
+    prompts = []
+    answers = iter([first, _reply([{"page": 1, "type": "complete_answer_box", "box_2d": [0, 0, 500, 500]}])])
+
+    def generate(pages, text):
+        prompts.append(text)
+        return next(answers)
+
+    found = boxes_suggest_vlm(scripts=[[Image.new("RGB", (1000, 1000), "white")]], generate=generate)
+    assert prompts == [prompt_build(pages=1), prompt_build(pages=1) + RETRY_REMINDER][:asked]
+    assert found == ([VlmBox(page=0, bbox=(0, 0, 500, 500), score=1.0)] if asked == 2 else [])
 
 
 def test_the_tiny_model_answers_a_two_page_prompt_and_its_reply_is_parsed(tmp_path) -> None:
