@@ -252,6 +252,7 @@ CELERY_TASK_ROUTES = {
     "grader.reading.tasks.script_box_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
     "annotations.tasks.vlm_suggestions_compute_task": {"queue": "vlm"},
+    "grader.rubrics.tasks.*": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
     "grader.outputs.tasks.*": {"queue": "default"},
     "grader.recovery.tasks.*": {"queue": "default"},
@@ -287,6 +288,11 @@ READ_LOW_CONFIDENCE = env.float("READ_LOW_CONFIDENCE", default=0.5)
 # Vision-language model for GPU workers (used by the recognition pipeline).
 VLM_MODEL_PATH = env.str("VLM_MODEL_PATH", default="")
 VLM_ADAPTER_PATH = env.str("VLM_ADAPTER_PATH", default="")
+# The rubric model (python -m ml.train_rubric's output folder) that suggests dimension scores and a draft
+# of the feedback on rubric questions, on the `vlm` queue; its base Qwen2.5-VL when it has moved since
+# training. Empty: rubric questions are graded without suggestions.
+RUBRIC_MODEL_PATH = env.str("RUBRIC_MODEL_PATH", default="")
+RUBRIC_BASE_MODEL_PATH = env.str("RUBRIC_BASE_MODEL_PATH", default="")
 
 # A TLS-terminating proxy in front of markdesk says which scheme the browser used in a header it sets,
 # e.g. SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto,https. The header is trusted only when configured:

@@ -102,3 +102,15 @@ class AnswerFeedback(models.Model):
     def full_text(self) -> str:
         parts = [comment.text for comment in self.comments.all()] + [self.text]
         return "\n".join(part.strip() for part in parts if part.strip())
+
+
+class RubricSuggestion(models.Model):
+    """What the rubric model (``ml.rubric``) suggests for an answer: points per dimension (decimal
+    strings in the rubric's order, on the question's steps) and a draft of the feedback. The teacher
+    accepts it (Enter) or writes their own; it never becomes a score by itself."""
+
+    answer = models.OneToOneField(Answer, on_delete=models.CASCADE, related_name="rubric_suggestion")
+    points = models.JSONField(default=list)
+    feedback = models.TextField(blank=True)
+    model = models.CharField(max_length=300, blank=True, help_text="The model folder that made it")
+    at = models.DateTimeField(default=timezone.now)

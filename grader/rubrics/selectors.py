@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from grader.models import Question
 from ml.scoring import marks_text
 
-from .models import AnswerFeedback, DimensionScore, FeedbackComment, QuestionRubric, Rubric, RubricDimension
+from .models import (
+    AnswerFeedback,
+    DimensionScore,
+    FeedbackComment,
+    QuestionRubric,
+    Rubric,
+    RubricDimension,
+    RubricSuggestion,
+)
 
 
 @dataclass
@@ -20,14 +28,18 @@ class QuestionRubricView:
     task: str
     dimensions: list[RubricDimension]
     comments: list[FeedbackComment] = field(default_factory=list)
+    model_configured: bool = False  # a rubric model can suggest scores and feedback
 
 
 def question_rubric_view(*, question: Question) -> QuestionRubricView | None:
     link = QuestionRubric.objects.filter(question=question).select_related("rubric").first()
     if link is None:
         return None
+    from .suggest import rubric_model_configured
+
     return QuestionRubricView(rubric=link.rubric, task=link.task, dimensions=list(link.rubric.dimensions.all()),
-                              comments=list(FeedbackComment.objects.filter(question=question)))
+                              comments=list(FeedbackComment.objects.filter(question=question)),
+                              model_configured=rubric_model_configured())
 
 
 @dataclass
@@ -41,9 +53,10 @@ class PostedRubric:
 
 def answers_rubric_decorate(*, view: QuestionRubricView | None, answers: Iterable,
                             posted: Mapping[int, PostedRubric] | None = None) -> None:
-    """Give each answer ``rubric_points`` ([(dimension, points as typed)]), ``feedback_comments`` (the
-    numbers chosen), ``feedback_text`` and ``feedback_full`` (what the student reads); ``posted``
-    (answer id -> PostedRubric) wins over what is saved."""
+    """Give each answer ``rubric_points`` ([(dimension, points as typed, points suggested)]),
+    ``feedback_comments`` (the numbers chosen), ``feedback_text``, ``feedback_full`` (what the student
+    reads) and ``feedback_draft`` (the rubric model's, "" when none); ``posted`` (answer id ->
+    PostedRubric) wins over what is saved. Suggestions show only while the answer has no score."""
     answers = list(answers)
     if view is None:
         return
@@ -54,14 +67,21 @@ def answers_rubric_decorate(*, view: QuestionRubricView | None, answers: Iterabl
         saved[answer_id][dimension_id] = marks_text(points)
     feedbacks = {feedback.answer_id: feedback for feedback in
                  AnswerFeedback.objects.filter(answer_id__in=ids).prefetch_related("comments")}
+    suggestions = {s.answer_id: s for s in RubricSuggestion.objects.filter(answer_id__in=ids, answer__score__isnull=True)}
     for answer in answers:
         feedback = feedbacks.get(answer.pk)
         sent = (posted or {}).get(answer.pk)
+        suggestion = suggestions.get(answer.pk)
+        suggested = list(suggestion.points) if suggestion and len(suggestion.points) == len(view.dimensions) else []
+        suggested += [""] * (len(view.dimensions) - len(suggested))
+        answer.feedback_draft = suggestion.feedback if suggestion else ""
         if sent is not None:
-            answer.rubric_points = list(zip(view.dimensions, list(sent.points) + [""] * len(view.dimensions)))
+            typed = list(sent.points) + [""] * len(view.dimensions)
+            answer.rubric_points = list(zip(view.dimensions, typed, suggested))
             answer.feedback_comments, answer.feedback_text = set(sent.comments), sent.text
         else:
-            answer.rubric_points = [(d, saved[answer.pk].get(d.pk, "")) for d in view.dimensions]
+            answer.rubric_points = [(d, saved[answer.pk].get(d.pk, ""), hint)
+                                    for d, hint in zip(view.dimensions, suggested, strict=True)]
             answer.feedback_comments = {c.number for c in feedback.comments.all()} if feedback else set()
             answer.feedback_text = feedback.text if feedback else ""
         answer.feedback_full = feedback.full_text if feedback else ""

@@ -127,3 +127,23 @@ def feedback_comment_edit(request: HttpRequest, exam_id: int, comment_id: int) -
     except services.RubricRefused as refused:
         messages.error(request, str(refused))
     return redirect(f"{reverse('grading_question', args=[exam.pk, comment.question_id])}#comment-bank")
+
+
+@login_required
+@require_POST
+def question_rubric_suggest(request: HttpRequest, exam_id: int, question_id: int) -> HttpResponse:
+    """Queue the rubric model's suggestions for the question's answers without a score (a `vlm` worker)."""
+    from .suggest import rubric_model_configured
+    from .tasks import rubric_suggest_task
+
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    question = reading_selectors.question_get(exam=exam, question_id=question_id)
+    if selectors.question_rubric_view(question=question) is None:
+        messages.error(request, f"{question.label} is not marked by a rubric.")
+    elif not rubric_model_configured():
+        messages.error(request, "No rubric model is configured (RUBRIC_MODEL_PATH).")
+    else:
+        rubric_suggest_task.delay(question.pk)
+        messages.success(request, f"The rubric model is suggesting scores and feedback for {question.label}'s answers "
+                                  "without a score; reload to see them as they arrive.")
+    return redirect("grading_question", exam_id=exam.pk, question_id=question.pk)

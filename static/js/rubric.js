@@ -4,7 +4,9 @@
  * added up as the teacher types and marked when a dimension or the total is above its maximum (the
  * server checks again). Enter in a score box, or Ctrl+Enter in the feedback, saves the row and goes on
  * to the next answer still without a score. In the feedback box Alt+1..9 adds or removes bank comment
- * 1..9 and Alt+s saves what was written as a new bank comment. Without JavaScript the form posts as is.
+ * 1..9 and Alt+s saves what was written as a new bank comment. Where the rubric model made suggestions
+ * (grey placeholders, a draft of the feedback), saving with Enter takes them for the boxes left empty.
+ * Without JavaScript the form posts as is.
  */
 (function () {
   "use strict";
@@ -44,8 +46,21 @@
     output.classList.toggle("rubric-over", total > Number(form.dataset.max));
   }
 
+  /* Enter accepts the rubric model's suggestion: empty boxes take the grey one, an empty feedback box the draft. */
+  function accept(form) {
+    for (const box of form.querySelectorAll("input.rubric-points")) {
+      if (box.value.trim() === "" && box.placeholder && !box.readOnly) box.value = box.placeholder;
+    }
+    const feedback = form.querySelector("textarea.rubric-feedback");
+    if (feedback && feedback.value.trim() === "" && feedback.dataset.draft && !feedback.readOnly) {
+      feedback.value = feedback.dataset.draft;
+    }
+    totalUpdate(form);
+  }
+
   function submit(form, advance) {
     if (!form.hasAttribute("hx-post")) return;
+    if (advance) accept(form);
     advanceFrom = advance ? rowOf(form).id : null;
     const state = form.querySelector(".grading-state");
     if (state) state.textContent = "saving…";
