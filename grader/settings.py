@@ -250,7 +250,7 @@ CELERY_TASK_ROUTES = {
     "grader.scans.tasks.*": {"queue": "default"},
     "grader.reading.tasks.script_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_box_read_task": {"queue": "ocr"},
-    "grader.reading.tasks.script_read_vlm_task": {"queue": "vlm"},
+    "grader.reading.tasks.scripts_read_vlm_task": {"queue": "vlm"},
     "annotations.tasks.vlm_suggestions_compute_task": {"queue": "vlm"},
     "grader.rubrics.tasks.*": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
@@ -288,6 +288,10 @@ READ_LOW_CONFIDENCE = env.float("READ_LOW_CONFIDENCE", default=0.5)
 # Vision-language model for GPU workers (used by the recognition pipeline).
 VLM_MODEL_PATH = env.str("VLM_MODEL_PATH", default="")
 VLM_ADAPTER_PATH = env.str("VLM_ADAPTER_PATH", default="")
+# Pages the VLM generates for at once, and scripts a `vlm` task takes: a GPU is fast only on full
+# batches, so a task gathers the pages of several scripts (bench/vlm.py prints pages/s by batch size).
+VLM_BATCH_SIZE = env.int("VLM_BATCH_SIZE", default=8)
+VLM_SCRIPTS_PER_TASK = env.int("VLM_SCRIPTS_PER_TASK", default=16)
 # The rubric model (python -m ml.train_rubric's output folder) that suggests dimension scores and a draft
 # of the feedback on rubric questions, on the `vlm` queue; its base Qwen2.5-VL when it has moved since
 # training. Empty: rubric questions are graded without suggestions.

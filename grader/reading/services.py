@@ -13,6 +13,8 @@ import logging
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -86,7 +88,8 @@ def engine_get(name: str, *, recognizer_path: Path | None = None) -> Recognizer:
                 from ml.recognition.vlm import VlmConfig, VlmRecognizer
 
                 _engines[key] = VlmRecognizer(
-                    VlmConfig(model_path=settings.VLM_MODEL_PATH, adapter_path=settings.VLM_ADAPTER_PATH or None)
+                    VlmConfig(model_path=settings.VLM_MODEL_PATH, adapter_path=settings.VLM_ADAPTER_PATH or None,
+                              batch_size=settings.VLM_BATCH_SIZE)
                 )
             else:
                 raise ValueError(f"Unknown engine {name!r}")
@@ -142,62 +145,145 @@ def _flag_reason(*, readings: dict, blank: bool, key: Sequence[str] = ()) -> str
 
 def script_read(*, script_id: int, engines: Sequence[str] | None = None, box_ids: Sequence[int] | None = None) -> int:
     """Read the boxes of one script (all, or ``box_ids``) with ``engines``; returns how many were read.
+    See :func:`scripts_read`."""
+    return scripts_read(script_ids=[script_id], engines=engines, box_ids=box_ids)
 
-    Idempotent: answers are updated in place, and a teacher's score or corrected text is never
-    changed. A page that fails is recorded on its answers (``read_error``) and the rest go on.
+
+def scripts_read(*, script_ids: Sequence[int], engines: Sequence[str] | None = None,
+                 box_ids: Sequence[int] | None = None) -> int:
+    """Read the boxes of several scripts (all, or ``box_ids``) with ``engines``; returns how many were read.
+
+    An engine that reads pages in batches (the VLM) gets every page of these scripts in one call,
+    pages with as many boxes side by side, so a GPU works on full batches across scripts. Idempotent:
+    answers are updated in place, and a teacher's score or corrected text is never changed. A page
+    that fails is recorded on its answers (``read_error``) and the rest go on.
     """
-    script = Script.objects.select_related("exam").get(pk=script_id)
-    exam = script.exam
+    scripts = list(Script.objects.select_related("exam").filter(pk__in=script_ids).order_by("exam_id", "number"))
+    by_exam: dict[int, list[Script]] = defaultdict(list)
+    for script in scripts:
+        by_exam[script.exam_id].append(script)
+    return sum(_exam_scripts_read(scripts=group, engines=engines, box_ids=box_ids) for group in by_exam.values())
+
+
+@dataclass
+class _PageWork:
+    """One page of one script to read: its boxes as placed (box, ``[x1, y1, x2, y2]`` scan pixels,
+    adjusted by the teacher), the page image, what each engine is asked, and the results by box id."""
+
+    script: Script
+    page: ScanPage
+    placed: list[tuple[AnswerBox, tuple[int, int, int, int], bool]]
+    image: Image.Image | None = None
+    regions: list[Region] = field(default_factory=list)
+    second_readings: list[Region] = field(default_factory=list)
+    results: dict[int, dict] = field(default_factory=dict)
+    error: str = ""
+
+
+def _exam_scripts_read(*, scripts: list[Script], engines: Sequence[str] | None, box_ids: Sequence[int] | None) -> int:
+    exam = scripts[0].exam
     engines = list(engines or engine_names())
     boxes = exam.boxes.filter(parent=None).select_related("question")
     boxes = list(boxes.filter(pk__in=box_ids) if box_ids is not None else boxes)
     numeric_ids = exam.students.exists() and all(sid.isdigit() for sid in exam.students.values_list("student_id", flat=True))
     roster = [RosterEntry(student_id=s.student_id, name=s.name, class_name=s.class_name) for s in exam.students.all()]
-    by_page: dict[int, list[tuple[AnswerBox, tuple[int, int, int, int], bool]]] = defaultdict(list)
-    pages = {}
-    missing = []
-    for box in boxes:
-        placed = box_on_script(script=script, box=box)
-        if placed is None:
-            missing.append(box)
-            continue
-        page, bbox, adjusted = placed
-        pages[page.pk] = page
-        by_page[page.pk].append((box, bbox, adjusted))
-
+    recognizer_path = exam_reader_path(exam=exam)
+    work: list[_PageWork] = []
+    for script in scripts:
+        by_page: dict[int, _PageWork] = {}
+        missing = []
+        for box in boxes:
+            placed = box_on_script(script=script, box=box)
+            if placed is None:
+                missing.append(box)
+                continue
+            page, bbox, adjusted = placed
+            by_page.setdefault(page.pk, _PageWork(script=script, page=page, placed=[])).placed.append((box, bbox, adjusted))
+        for item in by_page.values():
+            try:
+                with item.page.image.open("rb") as handle:
+                    item.image = Image.open(handle).convert("RGB")
+                _page_plan(item=item, numeric_ids=numeric_ids,
+                           blank_check=_blank_check(page=item.page, image=item.image))
+            except Exception as error:  # one bad page must not stop the script; the teacher sees why
+                logger.exception("Reading page %s of script %s failed", item.page.pk, script.pk)
+                item.error = f"Reading failed: {error}"
+            work.append(item)
+        for box in missing:
+            if box.question_id:
+                Answer.objects.update_or_create(
+                    script=script,
+                    question=box.question,
+                    defaults={"page": None, "crop": None, "read_at": timezone.now(),
+                              "read_error": f"The script has no page {box.page + 1}."},
+                )
+    for name in engines:
+        engine = engine_get(name, recognizer_path=recognizer_path if name == OCR else None)
+        _engine_read(engine=engine, name=name, work=[item for item in work if not item.error], roster=roster)
     read = 0
-    for page_id, placed_boxes in by_page.items():
-        page = pages[page_id]
-        try:
-            with page.image.open("rb") as handle:
-                image = Image.open(handle).convert("RGB")
-            results = _page_read(
-                image=image,
-                placed=placed_boxes,
-                engines=engines,
-                numeric_ids=numeric_ids,
-                blank_check=_blank_check(page=page, image=image),
-                recognizer_path=exam_reader_path(exam=exam),
-                roster=roster,
-            )
-        except Exception as error:  # one bad page must not stop the script; the teacher sees why
-            logger.exception("Reading page %s of script %s failed", page.pk, script.pk)
-            results = {box.pk: {"error": f"Reading failed: {error}"} for box, _, _ in placed_boxes}
-        _results_store(script=script, page=page, placed=placed_boxes, results=results, engines=engines)
-        read += len(placed_boxes)
-    for box in missing:
-        if box.question_id:
-            Answer.objects.update_or_create(
-                script=script,
-                question=box.question,
-                defaults={"page": None, "crop": None, "read_at": timezone.now(),
-                          "read_error": f"The script has no page {box.page + 1}."},
-            )
-    answers = script.answers.select_related("question", "question__exam")
-    if box_ids is not None:
-        answers = answers.filter(question__boxes__in=box_ids)
-    answers_suggest(answers=list(answers))
+    for item in work:
+        results = {box.pk: {"error": item.error} for box, _, _ in item.placed} if item.error else item.results
+        _results_store(script=item.script, page=item.page, placed=item.placed, results=results, engines=engines)
+        read += len(item.placed)
+    for script in scripts:
+        answers = script.answers.select_related("question", "question__exam")
+        if box_ids is not None:
+            answers = answers.filter(question__boxes__in=box_ids)
+        answers_suggest(answers=list(answers))
     return read
+
+
+def _page_plan(*, item: _PageWork, numeric_ids: bool, blank_check) -> None:
+    """Blank detection for the page's boxes, and the regions left for the engines to read.
+
+    An ID box of letters and digits (S1014) is read by EasyOCR a second time with digits only, as
+    ``alternatives``: the text reading garbles digits ("Slooy"), the digit reading the letters
+    ("51004"), and identity matching takes whichever fits a roster entry better.
+    """
+    for box, bbox, adjusted in item.placed:
+        blank = blank_check(box, bbox, adjusted)
+        item.results[box.pk] = {"blank": blank, "readings": {}, "alternatives": {}}
+        if not blank:
+            item.regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box, numeric_ids=numeric_ids)))
+            if box.label == "ID" and not numeric_ids:
+                item.second_readings.append(Region(index=-box.pk, bbox=bbox, kind="digits"))
+
+
+def _engine_read(*, engine: Recognizer, name: str, work: list[_PageWork], roster: Sequence[RosterEntry]) -> None:
+    """One engine's readings of every page in ``work``, kept in each page's results; a page the engine
+    fails on is marked failed."""
+    asked = {id(item): item.regions + item.second_readings if name == OCR else item.regions for item in work}
+    todo = [item for item in work if asked[id(item)]]
+    read_pages = getattr(engine, "read_pages", None)
+    if read_pages is not None and len(todo) > 1:
+        # Like lengths side by side: a batch pads every prompt and reply to its longest.
+        todo.sort(key=lambda item: len(asked[id(item)]))
+        try:
+            found = read_pages(pages=[(item.image, asked[id(item)]) for item in todo])
+        except Exception:  # one bad page must not fail the others: read them one by one below
+            logger.exception("Reading %s pages in one batch with %s failed; reading them one by one", len(todo), name)
+        else:
+            for item, readings in zip(todo, found, strict=True):
+                _readings_keep(item=item, name=name, readings=readings, engine=engine, roster=roster)
+            return
+    for item in todo:
+        try:
+            readings = engine.read_page(page=item.image, regions=asked[id(item)])
+            _readings_keep(item=item, name=name, readings=readings, engine=engine, roster=roster)
+        except Exception as error:
+            logger.exception("Reading page %s of script %s with %s failed", item.page.pk, item.script.pk, name)
+            item.error = f"Reading failed: {error}"
+
+
+def _readings_keep(*, item: _PageWork, name: str, readings, engine: Recognizer, roster: Sequence[RosterEntry]) -> None:
+    for reading in readings:
+        target = item.results[abs(reading.index)]["alternatives" if reading.index < 0 else "readings"]
+        target[name] = {"text": reading.text, "confidence": reading.confidence}
+        if reading.index > 0 and reading.frames is not None:
+            item.results[reading.index].setdefault("frames", {})[name] = reading.frames
+    if roster and hasattr(engine, "candidates_score"):
+        _roster_score(engine=engine, image=item.image, regions=item.regions, placed=item.placed, roster=roster,
+                      results=item.results)
 
 
 def _template_image(page: TemplatePage) -> Image.Image:
@@ -237,40 +323,6 @@ def _blank_check(*, page: ScanPage, image: Image.Image):
         return not ink_beyond_print(scan_crop=rectified[0].crop(box.bbox), template_crop=template.crop(box.bbox))
 
     return blank
-
-
-def _page_read(
-    *, image: Image.Image, placed, engines: Sequence[str], numeric_ids: bool, blank_check,
-    recognizer_path: Path | None = None, roster: Sequence[RosterEntry] = (),
-) -> dict[int, dict]:
-    """Blank detection and every engine's reading for the boxes of one page, keyed by box id.
-
-    An ID box of letters and digits (S1014) is read by EasyOCR a second time with digits only, as
-    ``alternatives``: the text reading garbles digits ("Slooy"), the digit reading the letters
-    ("51004"), and identity matching takes whichever fits a roster entry better.
-    """
-    results: dict[int, dict] = {}
-    regions, second_readings = [], []
-    for box, bbox, adjusted in placed:
-        blank = blank_check(box, bbox, adjusted)
-        results[box.pk] = {"blank": blank, "readings": {}, "alternatives": {}}
-        if not blank:
-            regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box, numeric_ids=numeric_ids)))
-            if box.label == "ID" and not numeric_ids:
-                second_readings.append(Region(index=-box.pk, bbox=bbox, kind="digits"))
-    for name in engines:
-        asked = regions + second_readings if name == OCR else regions
-        if not asked:
-            break
-        engine = engine_get(name, recognizer_path=recognizer_path if name == OCR else None)
-        for reading in engine.read_page(page=image, regions=asked):
-            target = results[abs(reading.index)]["alternatives" if reading.index < 0 else "readings"]
-            target[name] = {"text": reading.text, "confidence": reading.confidence}
-            if reading.index > 0 and reading.frames is not None:
-                results[reading.index].setdefault("frames", {})[name] = reading.frames
-        if roster and hasattr(engine, "candidates_score"):
-            _roster_score(engine=engine, image=image, regions=regions, placed=placed, roster=roster, results=results)
-    return results
 
 
 _IDENTITY_BOXES = {"NAME": "name", "ID": "id", "CLASS": "class"}
@@ -525,6 +577,22 @@ def question_resuggest(*, question_id: int) -> None:
     answers_suggest(answers=question.answers.select_related("question", "question__exam"))
 
 
+@transaction.atomic
+def question_settings_set(
+    *, question: Question, max_score: Decimal, min_similarity: float | None, granularity: Decimal | None,
+    strategy: str, lowest_terms: bool,
+) -> int:
+    """Change how one question is scored (None: the exam's default), under the exam's lock, and suggest
+    its answers' scores again; teacher scores stay. Returns how many of them are now above ``max_score``."""
+    Exam.objects.select_for_update().get(pk=question.exam_id)
+    Question.objects.filter(pk=question.pk).update(
+        max_score=max_score, min_similarity=min_similarity, granularity=granularity, strategy=strategy,
+        lowest_terms=lowest_terms,
+    )
+    question_resuggest(question_id=question.pk)
+    return question.answers.filter(score__gt=max_score).count()
+
+
 def exam_read(*, exam_id: int, engines: Sequence[str] | None = None) -> int:
     """Read every script of an exam in this process, then match identities; returns boxes read.
 
@@ -550,11 +618,26 @@ def upload_read_enqueue(*, upload: ScanUpload) -> int:
 
 def exam_read_enqueue(*, exam: Exam, scripts: Iterable[Script] | None = None) -> int:
     """Queue reading of the given scripts (all of the exam's by default); returns how many."""
-    from .tasks import script_read_task
-
     script_ids = [script.pk for script in (scripts if scripts is not None else exam.scripts.all())]
-    transaction.on_commit(lambda: [script_read_task.delay(script_id) for script_id in script_ids])
+    transaction.on_commit(lambda: reading_queue(script_ids=script_ids))
     return len(script_ids)
+
+
+def reading_queue(*, script_ids: Sequence[int], box_id: int | None = None) -> None:
+    """Send reading to the workers now (callers wait for their transaction to commit): one ``ocr``
+    task a script, and with a VLM configured ``vlm`` tasks of ``VLM_SCRIPTS_PER_TASK`` scripts each,
+    so the GPU batches pages across scripts. ``box_id`` reads that box alone."""
+    from .tasks import script_box_read_task, script_read_task, scripts_read_vlm_task
+
+    for script_id in script_ids:
+        if box_id is None:
+            script_read_task.delay(script_id)
+        else:
+            script_box_read_task.delay(script_id, box_id)
+    if settings.VLM_MODEL_PATH:
+        size = max(1, settings.VLM_SCRIPTS_PER_TASK)
+        for first in range(0, len(script_ids), size):
+            scripts_read_vlm_task.delay(list(script_ids[first:first + size]), box_id)
 
 
 # ---------------------------------------------------------------- identity
@@ -707,34 +790,28 @@ def questions_resuggest_enqueue(*, question_ids: Sequence[int]) -> int:
 def box_read_enqueue(*, box: AnswerBox) -> int:
     """Queue reading a new or moved box on every script once the change is committed; returns how
     many scripts. The box editor calls this for exactly the boxes a change touched."""
-    from .tasks import script_box_read_task
-
     if box.parent_id is not None:
         return 0  # steps are not read on their own
     script_ids = list(Script.objects.filter(exam_id=box.exam_id).values_list("pk", flat=True))
     box_id = box.pk
-    transaction.on_commit(lambda: [script_box_read_task.delay(script_id, box_id) for script_id in script_ids])
+    transaction.on_commit(lambda: reading_queue(script_ids=script_ids, box_id=box_id))
     return len(script_ids)
 
 
 def script_box_read_enqueue(*, script: Script, box: AnswerBox) -> None:
     """Cut and read one script's answer again once its moved box is committed (the rest stays as read).
     The per-script box view calls this after a teacher moved or reset that script's box."""
-    from .tasks import script_box_read_task
-
     script_id, box_id = script.pk, box.pk
-    transaction.on_commit(lambda: script_box_read_task.delay(script_id, box_id))
+    transaction.on_commit(lambda: reading_queue(script_ids=[script_id], box_id=box_id))
 
 
 def question_read_enqueue(*, question: Question) -> int:
     """Queue reading one question's box again on every script of its exam (suggestions follow); returns how many."""
-    from .tasks import script_box_read_task
-
     box_id = AnswerBox.objects.filter(exam_id=question.exam_id, parent=None, question=question).values_list(
         "pk", flat=True
     ).first()
     if box_id is None:
         return 0
     script_ids = list(Script.objects.filter(exam_id=question.exam_id).values_list("pk", flat=True))
-    transaction.on_commit(lambda: [script_box_read_task.delay(script_id, box_id) for script_id in script_ids])
+    transaction.on_commit(lambda: reading_queue(script_ids=script_ids, box_id=box_id))
     return len(script_ids)

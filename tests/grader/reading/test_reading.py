@@ -214,3 +214,81 @@ def test_an_engine_without_frames_scores_the_roster_and_matching_uses_it(read_ex
     assert max(fits, key=lambda student: fits[student][0]) == truth[script.pk]["student_id"]
     script.refresh_from_db()
     assert script.student.student_id == truth[script.pk]["student_id"]
+
+
+class _BatchingEngine:
+    """A VLM-like engine that reads pages in batches, recording each batch, and echoes each box's id."""
+
+    name = reading.VLM
+
+    def __init__(self, *, fail_batches: bool = False):
+        self.batches, self.single, self.fail_batches = [], 0, fail_batches
+
+    def _read(self, regions):
+        from ml.recognition.base import Reading
+
+        return [Reading(index=region.index, text=f"box {region.index}", confidence=0.9, engine=self.name)
+                for region in regions]
+
+    def read_page(self, *, page, regions, lang="en"):
+        self.single += 1
+        return self._read(regions)
+
+    def read_pages(self, *, pages, lang="en"):
+        self.batches.append([len(regions) for _, regions in pages])
+        if self.fail_batches:
+            raise RuntimeError("CUDA out of memory")
+        return [self._read(regions) for _, regions in pages]
+
+
+def test_a_batching_engine_reads_the_pages_of_several_scripts_in_one_call_like_lengths_together(
+        read_exam, monkeypatch):
+    engine = _BatchingEngine()
+    monkeypatch.setitem(reading._engines, reading.VLM, engine)
+    script_ids = list(read_exam.scripts.order_by("number").values_list("pk", flat=True))
+
+    reading.scripts_read(script_ids=script_ids, engines=[reading.VLM])
+
+    (batch,) = engine.batches
+    pages_with_ink = {(a.script_id, a.page_id) for a in Answer.objects.filter(script__exam=read_exam, blank=False)}
+    assert len(batch) == len(pages_with_ink) > len(script_ids)
+    assert batch == sorted(batch) and engine.single == 0
+    written = Answer.objects.filter(script__exam=read_exam, blank=False).select_related("question")
+    for answer in written:
+        box = read_exam.boxes.get(question=answer.question, parent=None)
+        assert answer.readings["vlm"]["text"] == f"box {box.pk}"
+        assert answer.readings["easyocr"]["text"] is not None  # the other engine's reading is kept
+
+
+def test_a_failed_batch_is_read_again_page_by_page(read_exam, monkeypatch):
+    engine = _BatchingEngine(fail_batches=True)
+    monkeypatch.setitem(reading._engines, reading.VLM, engine)
+    script_ids = list(read_exam.scripts.values_list("pk", flat=True))
+
+    reading.scripts_read(script_ids=script_ids, engines=[reading.VLM])
+
+    assert len(engine.batches) == 1 and engine.single == len(
+        {(a.script_id, a.page_id) for a in Answer.objects.filter(script__exam=read_exam, blank=False)})
+    assert not Answer.objects.filter(script__exam=read_exam).exclude(read_error="").exists()
+    assert not Answer.objects.filter(script__exam=read_exam, blank=False, readings__vlm__isnull=True).exists()
+
+
+def test_with_a_vlm_configured_reading_is_queued_per_script_on_ocr_and_in_chunks_of_scripts_on_vlm(
+        exam, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from model_bakery import baker
+
+    from grader.reading import tasks
+
+    settings.VLM_MODEL_PATH, settings.VLM_SCRIPTS_PER_TASK = "/models/qwen", 2
+    scripts = [baker.make("grader.Script", exam=exam, number=n) for n in range(1, 6)]
+    ocr, vlm = [], []
+    monkeypatch.setattr(tasks.script_read_task, "delay", ocr.append)
+    monkeypatch.setattr(tasks.scripts_read_vlm_task, "delay", lambda ids, box_id: vlm.append((ids, box_id)))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reading.exam_read_enqueue(exam=exam)
+
+    ids = [script.pk for script in sorted(scripts, key=lambda s: s.pk)]
+    assert sorted(ocr) == ids
+    assert sorted(script for chunk, _ in vlm for script in chunk) == ids
+    assert [len(chunk) for chunk, _ in vlm] == [2, 2, 1] and {box for _, box in vlm} == {None}
