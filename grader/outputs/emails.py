@@ -42,6 +42,7 @@ from grader.grading.selectors import exam_finished
 from grader.models import Exam, Script, Student, User
 from grader.recovery.jobs import DB_ERRORS, db_retrying
 from grader.recovery.models import stalled_before
+from grader.rubrics import selectors as rubric_selectors
 from ml.scoring import figure_text, marks_text
 
 from .models import EmailDelivery, ExamEmail
@@ -61,6 +62,7 @@ PLACEHOLDERS = {
     "max": "the most marks possible",
     "percent": "the total as a percentage (no % sign)",
     "exam": "the exam's title",
+    "feedback": "your written feedback on the rubric questions, a paragraph each (empty when there is none)",
 }
 DEFAULT_SUBJECT = "{exam}: your scored script"
 DEFAULT_BODY = (
@@ -201,6 +203,8 @@ def email_render(*, subject: str, body: str, exam: Exam, result: ScriptResult) -
         "max": marks_text(result.max_total),
         "percent": figure_text(result.percent, 1),
         "exam": exam.title,
+        "feedback": rubric_selectors.script_feedback_text(
+            labelled_answers=[(row.question.label, row.answer.pk) for row in result.rows if row.answer is not None]),
     }
     return RenderedEmail(
         student=student,
@@ -501,6 +505,8 @@ def email_delivery_send(*, delivery_id: int) -> EmailDelivery | None:
         locked = EmailDelivery.objects.select_for_update().get(pk=delivery_id)
         if locked.status not in (Status.QUEUED, Status.FAILED):
             return locked  # another attempt took it while this one made the message
+        if locked.message_id:  # an attempt got this far meanwhile: every copy of the email is one Message-ID
+            message.extra_headers["Message-ID"] = locked.message_id
         delivery = _delivery_end(delivery, Status.SENDING, to=delivery.to, attempts=locked.attempts + 1,
                                  attempted_at=timezone.now(), error="", message_id=message.extra_headers["Message-ID"])
     try:
