@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from grader.models import RESERVED_LABELS, Exam, Script
+from grader.models import RESERVED_LABELS, Exam, ScanPage, Script
+from ml.alignment import box_map
 
-from . import services
-from .models import AnswerBox, SuggestedBox
+from .models import AnswerBox, BoxAdjustment, SuggestedBox
+
+BoxPlace = tuple[int, str, tuple[int, int, int, int]]  # (template page, label, bbox in template pixels)
 
 
 def box_as_dict(box: AnswerBox) -> dict:
@@ -24,6 +26,11 @@ def box_as_dict(box: AnswerBox) -> dict:
         "order": box.order,
         "question": box.question_id,
     }
+
+
+def box_place(box: AnswerBox) -> BoxPlace:
+    """What decides what a box reads: a change of any of it means reading it again on every script."""
+    return box.page, box.label, tuple(box.bbox)
 
 
 def editor_state(*, exam: Exam) -> dict:
@@ -64,8 +71,35 @@ def suggestions_labelled(*, exam: Exam) -> list[dict]:
     ]
 
 
+# ---------------------------------------------------------------- boxes on scripts
+
+
+def script_page_for_box(*, script: Script, box: AnswerBox) -> ScanPage | None:
+    """The script's page that shows the box's template page: the page aligned to it, else the one at
+    that position (a page scanned out of order is still found)."""
+    pages = script.pages.filter(discarded=False)
+    return pages.filter(template_index=box.page).order_by("position").first() or pages.filter(position=box.page).first()
+
+
+def box_on_script(*, script: Script, box: AnswerBox) -> tuple[ScanPage, tuple[int, int, int, int], bool] | None:
+    """Where ``box`` lies on ``script``: (page, bbox in scan pixels, adjusted?), or None without a page.
+
+    A teacher's adjustment wins; otherwise the template box is mapped through the page's alignment
+    (the identity when the page could not be aligned).
+    """
+    page = script_page_for_box(script=script, box=box)
+    if page is None:
+        return None
+    adjustment = BoxAdjustment.objects.filter(script=script, box=box).first()
+    if adjustment is not None:
+        return page, adjustment.bbox, True
+    aligned = page.transform is not None and page.transform["ok"]
+    matrix = page.transform["matrix"] if aligned else ((1, 0, 0), (0, 1, 0))
+    return page, box_map(bbox=box.bbox, matrix=matrix, page_size=(page.width, page.height)), False
+
+
 def script_box_as_dict(*, script: Script, box: AnswerBox) -> dict:
-    placed = services.box_on_script(script=script, box=box)
+    placed = box_on_script(script=script, box=box)
     return {
         "id": box.pk,
         "label": box.label,

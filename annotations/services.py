@@ -2,7 +2,8 @@
 
 Template boxes are ``[x1, y1, x2, y2]`` in template-page pixels at 150 dpi; adjustments are in scan
 pixels of the script's page (also 150 dpi). Every change locks the exam row so that two teachers
-editing boxes at once are serialised.
+editing boxes at once are serialised. Reading follows the boxes, but not from here: the box views
+ask ``grader.reading`` to read the boxes a change placed (boxes never import reading).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from django.db.models import F, Max
 from PIL import Image
 
 from grader.inputs import MalformedInput, json_parse
-from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, Script, User
+from grader.models import RESERVED_LABELS, Exam, Question, Script, User
 from grader.reading.models import Answer
 from grader.services import QUESTION_LABEL_PATTERN, question_label_normalise
 from ml import boxes as box_tools
-from ml.alignment import Alignment, alignment_from_dict, box_map
+from ml.alignment import Alignment, alignment_from_dict
 from ml.suggest import boxes_suggest
 from grader.wording import counted
 
 from .models import AnswerBox, BoxAdjustment, SuggestedBox
+from .selectors import box_place, script_page_for_box
 
 logger = logging.getLogger(__name__)
 
@@ -123,12 +125,9 @@ def box_save(
             box.parent = parent
             box.order = (parent.steps.aggregate(top=Max("order"))["top"] or 0) + 1
     old_bbox = box.bbox if box.pk else None
-    old_place = (box.page, box.label, tuple(box.bbox)) if box.pk else None
     box.page, box.label, box.bbox, box.updated_by = page, label, candidate.bbox, user
     box.question = None if box.parent_id else _question_for(exam, label, add=add_question)
     box.save()
-    if old_place != (box.page, box.label, tuple(box.bbox)):
-        _box_read_enqueue(box)
     if box.parent_id is None:
         box.steps.update(label=label, page=page)
         if old_bbox is not None and _same_size(old_bbox, box.bbox):
@@ -193,11 +192,12 @@ def _boxes_parse(*, exam: Exam, fmt: BoxFormat, data: str | bytes, page: int | N
 @transaction.atomic
 def boxes_import(
     *, exam: Exam, fmt: BoxFormat, data: str | bytes, user: User | None, page: int | None = None
-) -> dict[str, int]:
+) -> dict[str, int | list[int]]:
     """Replace the exam's boxes (or one page's, for the per-page region list) with those in a file.
 
     All or nothing: a malformed file raises ``BoxRejected`` with every problem. Boxes are matched by
-    label, so a box that keeps its label keeps its per-script adjustments.
+    label, so a box that keeps its label keeps its per-script adjustments. Returns how many boxes were
+    ``imported`` and ``removed``, and the ids of those ``placed`` (new or moved) for reading.
     """
     Exam.objects.select_for_update().get(pk=exam.pk)
     incoming = _boxes_parse(exam=exam, fmt=fmt, data=data, page=page)
@@ -216,15 +216,16 @@ def boxes_import(
             raise BoxRejected([f"{label} is already on another page." for label in clashes])
     by_label = {box.label: box for box in existing}
     kept = set()
+    placed = []
     for incoming_box in incoming:
         label = _label_clean(incoming_box.label)
         box = by_label.get(label) or AnswerBox(exam=exam, label=label)
-        old_place = (box.page, tuple(box.bbox)) if box.pk else None
+        old_place = box_place(box) if box.pk else None
         box.page, box.bbox, box.updated_by = incoming_box.page, incoming_box.bbox, user
         box.question = _question_for(exam, label)
         box.save()
-        if old_place != (box.page, tuple(box.bbox)):
-            _box_read_enqueue(box)
+        if old_place != box_place(box):
+            placed.append(box.pk)
         box.steps.all().delete()
         for order, step in enumerate(incoming_box.steps, start=1):
             AnswerBox.objects.create(
@@ -235,7 +236,7 @@ def boxes_import(
     removed_count = removed.count()
     removed.delete()
     logger.info("Exam %s: imported %d boxes (%s), removed %d", exam.pk, len(incoming), fmt, removed_count)
-    return {"imported": len(incoming), "removed": removed_count}
+    return {"imported": len(incoming), "removed": removed_count, "placed": placed}
 
 
 def _as_records(exam: Exam) -> list[box_tools.AnswerBox]:
@@ -269,31 +270,7 @@ def boxes_export(*, exam: Exam, fmt: BoxFormat, page: int | None = None) -> str:
     return box_tools.region_list_dump(boxes=records, page=page or 0)
 
 
-# ---------------------------------------------------------------- boxes on scripts
-
-
-def script_page_for_box(*, script: Script, box: AnswerBox) -> ScanPage | None:
-    """The script's page that shows the box's template page: the page aligned to it, else the one at
-    that position (a page scanned out of order is still found)."""
-    pages = script.pages.filter(discarded=False)
-    return pages.filter(template_index=box.page).order_by("position").first() or pages.filter(position=box.page).first()
-
-
-def box_on_script(*, script: Script, box: AnswerBox) -> tuple[ScanPage, tuple[int, int, int, int], bool] | None:
-    """Where ``box`` lies on ``script``: (page, bbox in scan pixels, adjusted?), or None without a page.
-
-    A teacher's adjustment wins; otherwise the template box is mapped through the page's alignment
-    (the identity when the page could not be aligned).
-    """
-    page = script_page_for_box(script=script, box=box)
-    if page is None:
-        return None
-    adjustment = BoxAdjustment.objects.filter(script=script, box=box).first()
-    if adjustment is not None:
-        return page, adjustment.bbox, True
-    aligned = page.transform is not None and page.transform["ok"]
-    matrix = page.transform["matrix"] if aligned else ((1, 0, 0), (0, 1, 0))
-    return page, box_map(bbox=box.bbox, matrix=matrix, page_size=(page.width, page.height)), False
+# ---------------------------------------------------------------- one script's boxes
 
 
 @transaction.atomic
@@ -318,20 +295,6 @@ def adjustment_save(*, script: Script, box: AnswerBox, bbox: Sequence[float], us
 @transaction.atomic
 def adjustment_reset(*, script: Script, box: AnswerBox) -> None:
     BoxAdjustment.objects.filter(script=script, box=box).delete()
-
-
-def _box_read_enqueue(box: AnswerBox) -> None:
-    """Reading follows the boxes: a new or moved box is read on every script the exam has."""
-    from grader.reading.services import box_read_enqueue
-
-    box_read_enqueue(box=box)
-
-
-def box_reread_enqueue(*, script: Script, box: AnswerBox) -> None:
-    """Cut and read this one answer again once the moved box is committed (the rest stays as read)."""
-    from grader.reading.tasks import script_box_read_task
-
-    transaction.on_commit(lambda: script_box_read_task.delay(script.pk, box.pk))
 
 
 # ---------------------------------------------------------------- suggested boxes

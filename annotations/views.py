@@ -2,6 +2,7 @@
 
 Every JSON payload states its unit: ``"unit": "px@150dpi"`` with boxes as ``[x1, y1, x2, y2]``;
 template boxes are in template-page pixels, script boxes in that script's scan-page pixels.
+A change that places a box (new or moved) asks ``grader.reading`` to read it again, explicitly here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from grader import selectors as grader_selectors
 from grader.inputs import MalformedInput, json_parse, whole_number_parse
+from grader.reading import services as reading_services
 
 from . import selectors, services
 from .models import AnswerBox, SuggestedBox
@@ -100,6 +102,7 @@ def box_save(request: HttpRequest, exam_id: int) -> JsonResponse:
         page = body.get("page", box.page if box else 0)
         if not isinstance(page, int) or isinstance(page, bool):
             raise services.BoxRejected(["page must be a 0-based page number."])
+        place_before = selectors.box_place(box) if box else None
         saved = services.box_save(
             exam=exam,
             page=page,
@@ -112,6 +115,8 @@ def box_save(request: HttpRequest, exam_id: int) -> JsonResponse:
         )
     except services.BoxRejected as error:
         return _problems(error)
+    if selectors.box_place(saved) != place_before:
+        reading_services.box_read_enqueue(box=saved)
     return JsonResponse({"unit": UNIT, "box": selectors.box_as_dict(saved)})
 
 
@@ -156,6 +161,8 @@ def boxes_import(request: HttpRequest, exam_id: int) -> HttpResponse:
             messages.error(request, f"{upload.name}: {problem}")
         messages.error(request, "Nothing was imported; the boxes are as they were.")
         return redirect(editor)
+    for box in AnswerBox.objects.filter(pk__in=result["placed"]):
+        reading_services.box_read_enqueue(box=box)
     messages.success(request, f"Imported {result['imported']} box(es) from {upload.name}; {result['removed']} removed.")
     return redirect(editor)
 
@@ -211,7 +218,7 @@ def script_box_adjust(request: HttpRequest, exam_id: int, number: int, box_id: i
             services.adjustment_save(script=script, box=box, bbox=_bbox(body.get("bbox")), user=request.user)
     except services.BoxRejected as error:
         return _problems(error)
-    services.box_reread_enqueue(script=script, box=box)
+    reading_services.script_box_read_enqueue(script=script, box=box)
     return JsonResponse(selectors.script_box_as_dict(script=script, box=box))
 
 
@@ -245,4 +252,6 @@ def suggestion_decide(request: HttpRequest, exam_id: int, suggestion_id: int) ->
         )
     except services.BoxRejected as error:
         return _problems(error)
+    if box is not None:
+        reading_services.box_read_enqueue(box=box)
     return JsonResponse({"unit": UNIT, "box": selectors.box_as_dict(box) if box else None})

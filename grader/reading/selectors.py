@@ -18,7 +18,7 @@ from django.utils import timezone
 from PIL import Image
 
 from annotations.models import AnswerBox
-from annotations.services import box_on_script
+from annotations.selectors import box_on_script
 from grader.models import RESERVED_LABELS, Exam, Question, ScanPage, ScanUpload, Script, Student
 from ml.scoring import ScoreRule
 from grader.wording import counted

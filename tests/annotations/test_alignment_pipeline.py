@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from annotations import selectors as box_selectors
 from annotations import services as box_services
 from annotations.models import AnswerBox
 from grader.folders import exam_folder_load
@@ -33,7 +34,7 @@ def test_every_demo_box_lands_on_its_true_position_on_every_scan(demo_exam, demo
         script = first_page.script
         for answer in [*script_truth["fields"], *script_truth["answers"]]:
             box = AnswerBox.objects.get(exam=demo_exam, label=answer["label"], parent=None)
-            page, bbox, adjusted = box_services.box_on_script(script=script, box=box)
+            page, bbox, adjusted = box_selectors.box_on_script(script=script, box=box)
             assert page.source_index == script_truth["scan_pages"][answer["template_page"]]
             assert not adjusted
             overlaps.append(box_iou(bbox, answer["scan_box"]))
@@ -53,10 +54,10 @@ def test_every_demo_page_is_aligned_without_flags(demo_exam):
 def test_a_teachers_adjustment_moves_only_that_scripts_box(demo_exam, teacher):
     box = AnswerBox.objects.get(exam=demo_exam, label="Q3", parent=None)
     first, second = demo_exam.scripts.order_by("number")[:2]
-    before_second = box_services.box_on_script(script=second, box=box)[1]
+    before_second = box_selectors.box_on_script(script=second, box=box)[1]
 
     box_services.adjustment_save(script=first, box=box, bbox=(100, 200, 400, 300), user=teacher)
 
-    assert box_services.box_on_script(script=first, box=box)[1:] == ((100, 200, 400, 300), True)
-    assert box_services.box_on_script(script=second, box=box)[1] == before_second
+    assert box_selectors.box_on_script(script=first, box=box)[1:] == ((100, 200, 400, 300), True)
+    assert box_selectors.box_on_script(script=second, box=box)[1] == before_second
     assert AnswerBox.objects.get(pk=box.pk).bbox == box.bbox

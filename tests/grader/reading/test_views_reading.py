@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from annotations import selectors as box_selectors
 from annotations import services as box_services
 from grader import services
 from grader.scans import services as scans
@@ -352,7 +353,7 @@ def test_an_answer_crop_is_the_box_plus_a_margin(read_exam, client_for, teacher)
 def test_an_identity_crop_is_the_box_on_the_script_plus_a_margin(read_exam, client_for, teacher):
     script = read_exam.scripts.order_by("number").first()
     box = read_exam.boxes.get(label="NAME", parent=None)
-    _, (x1, y1, x2, y2), _ = box_services.box_on_script(script=script, box=box)
+    _, (x1, y1, x2, y2), _ = box_selectors.box_on_script(script=script, box=box)
 
     response = client_for(teacher).get(reverse("identity_crop", args=[read_exam.pk, script.number, "NAME"]))
 
