@@ -65,7 +65,7 @@
     let text = `${done} / ${boxes.length} scored`;
     if (boxes.length && done === boxes.length) {
       const next = count.dataset.nextLabel;
-      text = `Question done: all ${boxes.length} scored.` + (next ? ` Press ] for ${next}.` : " That was the last question.");
+      text = `Question done: all ${boxes.length} scored. Press ] for ${next}.`;
       if (reached) announce(text);
     }
     count.textContent = text;
