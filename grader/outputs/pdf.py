@@ -41,6 +41,7 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from grader.models import Exam, ScanPage
 from grader.outputs.selectors import ScriptResult, script_results
+from grader.rubrics import selectors as rubric_selectors
 from ml.score_stats import BANDS, BandsRefused, histogram, sample_bands, summary
 from ml.scoring import figure_text, marks_text
 
@@ -224,9 +225,12 @@ def _script_context(result: ScriptResult, pages: list[ScanPage]) -> dict:
     """What ``outputs/pdf/_script.html`` shows of one script: summary rows and laid-out pages."""
     rows = []
     boxes: dict[int, list[tuple[list[float], str]]] = defaultdict(list)
+    # Rubric questions also show their dimension scores and the written feedback.
+    rubric = rubric_selectors.answers_rubric_results(answer_ids=[row.answer.pk for row in result.rows if row.answer])
     for row in result.rows:
         score = "—" if row.score is None else marks_text(row.score)
-        rows.append({"label": row.question.label, "score": score, "max": marks_text(row.max_score), "blank": row.blank})
+        rows.append({"label": row.question.label, "score": score, "max": marks_text(row.max_score), "blank": row.blank,
+                     "rubric": rubric.get(row.answer.pk) if row.answer else None})
         if row.answer and row.answer.page_id and row.answer.crop:
             boxes[row.answer.page_id].append((row.answer.crop, f"{score}/{marks_text(row.max_score)}"))
     return {

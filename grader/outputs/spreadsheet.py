@@ -26,6 +26,7 @@ from grader.models import Exam, Question
 from grader.spreadsheets import HEADER_FILL
 from grader.outputs.selectors import QuestionResult, ScriptResult, questions_graded, script_results, student_results
 from grader.reading.services import reading_best
+from grader.rubrics import selectors as rubric_selectors
 from ml.score_stats import question_stats
 from ml.scoring import marks_text
 
@@ -222,6 +223,42 @@ def _questions_sheet(workbook: Workbook, *, questions: Sequence[Question], resul
     sheet.finish()
 
 
+def _rubric_sheets(workbook: Workbook, *, questions: Sequence[Question], results: list[ScriptResult]) -> None:
+    """``Dimensions`` and ``Feedback``, when some question is marked by a rubric."""
+    answer_ids = [row.answer.pk for result in results for row in result.rows if row.answer is not None]
+    rubric = rubric_selectors.answers_rubric_results(answer_ids=answer_ids)
+    if not rubric:
+        return
+    columns: dict[tuple[str, str], str] = {}  # (question, dimension) -> header, in question order
+    for result in results:
+        for row in result.rows:
+            if row.answer is not None and row.answer.pk in rubric:
+                for dimension in rubric[row.answer.pk].dimensions:
+                    columns.setdefault((row.question.label, dimension.name),
+                                       f"{row.question.label} {dimension.name} ({marks_text(dimension.max_points)})")
+    order = {question.label: index for index, question in enumerate(questions)}
+    keys = sorted(columns, key=lambda key: order.get(key[0], len(order)))
+    headers = ["SCRIPT", "ID", "NAME", *(columns[key] for key in keys)]
+    dimensions = _Sheet(workbook, "Dimensions", headers, {columns[key]: MARKS_FORMAT for key in keys})
+    feedback = _Sheet(workbook, "Feedback", ["SCRIPT", "ID", "NAME", "QUESTION", "SCORE", "DIMENSIONS", "FEEDBACK"],
+                      {"SCORE": MARKS_FORMAT})
+    for result in results:
+        student = result.student
+        who = [result.script.number, student.student_id if student else "", student.name if student else result.title]
+        points: dict[tuple[str, str], float | None] = {}
+        for row in result.rows:
+            found = rubric.get(row.answer.pk) if row.answer is not None else None
+            if found is None:
+                continue
+            for dimension in found.dimensions:
+                points[(row.question.label, dimension.name)] = _number(dimension.points)
+            if found.feedback:
+                feedback.append([*who, row.question.label, _number(row.score), found.breakdown, found.feedback])
+        dimensions.append([*who, *(points.get(key) for key in keys)])
+    dimensions.finish(freeze="D2")
+    feedback.finish()
+
+
 def scores_workbook(*, exam: Exam) -> bytes:
     """The exam's results as an .xlsx workbook.
 
@@ -237,6 +274,10 @@ def scores_workbook(*, exam: Exam) -> bytes:
 
     ``Questions``: per graded question, the figures of ``ml.score_stats.question_stats`` over the
     scripts with a score for it (FULL MARKS and BLANK as fractions, DISCRIMINATION in [-1, 1]).
+
+    When questions are marked by a rubric: ``Dimensions``, one row per script with a column per rubric
+    dimension headed "label dimension (max)" (empty where not scored), and ``Feedback``, one row per
+    rubric answer with written feedback (its score, the breakdown, the feedback the student reads).
     """
     questions = list(questions_graded(exam=exam))
     results = script_results(exam=exam)
@@ -246,6 +287,7 @@ def scores_workbook(*, exam: Exam) -> bytes:
     _scores_sheet(workbook, questions=questions, results=results, exam=exam)
     _answers_sheet(workbook, results=results)
     _questions_sheet(workbook, questions=questions, results=results)
+    _rubric_sheets(workbook, questions=questions, results=results)
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

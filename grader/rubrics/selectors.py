@@ -95,3 +95,54 @@ def answer_feedback_text(*, answer_id: int) -> str:
 
 def rubrics_for_owner(*, owner) -> list[Rubric]:
     return list(Rubric.objects.filter(owner=owner).prefetch_related("dimensions"))
+
+
+@dataclass(frozen=True)
+class DimensionResult:
+    name: str
+    max_points: object  # Decimal
+    points: object  # Decimal | None: no teacher score on this dimension
+
+
+@dataclass(frozen=True)
+class AnswerRubricResult:
+    """An answer's rubric breakdown and the feedback its student reads (for the PDF, sheet and email)."""
+
+    dimensions: tuple[DimensionResult, ...]
+    feedback: str
+
+    @property
+    def breakdown(self) -> str:
+        """"Content 3/4 · Organisation 2/3 · Language –/3" """
+        return " · ".join(f"{d.name} {'–' if d.points is None else marks_text(d.points)}/{marks_text(d.max_points)}"
+                          for d in self.dimensions)
+
+
+def answers_rubric_results(*, answer_ids: Iterable[int]) -> dict[int, AnswerRubricResult]:
+    """Answer id -> its breakdown and feedback, for the answers to rubric questions among ``answer_ids``;
+    answers to questions without a rubric are left out."""
+    from grader.reading.models import Answer
+
+    answers = list(Answer.objects.filter(pk__in=list(answer_ids), question__rubric_link__isnull=False)
+                   .select_related("question__rubric_link__rubric")
+                   .prefetch_related("dimension_scores", "feedback__comments",
+                                     "question__rubric_link__rubric__dimensions"))
+    results = {}
+    for answer in answers:
+        points = {score.dimension_id: score.points for score in answer.dimension_scores.all()}
+        feedback = getattr(answer, "feedback", None)
+        results[answer.pk] = AnswerRubricResult(
+            dimensions=tuple(DimensionResult(name=d.name, max_points=d.max_points, points=points.get(d.pk))
+                             for d in answer.question.rubric_link.rubric.dimensions.all()),
+            feedback=feedback.full_text if feedback else "")
+    return results
+
+
+def script_feedback_text(*, labelled_answers: Iterable[tuple[str, int]]) -> str:
+    """The feedback of a script's rubric answers as email text, one paragraph a question:
+    "Q5 (Content 3/4 · Organisation 2/3 · Language 2/3): Name both causes." (``labelled_answers``:
+    (question label, answer id) in question order; answers without feedback or rubric are left out)."""
+    pairs = list(labelled_answers)
+    results = answers_rubric_results(answer_ids=[answer_id for _, answer_id in pairs])
+    return "\n\n".join(f"{label} ({results[answer_id].breakdown}): {results[answer_id].feedback}"
+                       for label, answer_id in pairs if answer_id in results and results[answer_id].feedback)
