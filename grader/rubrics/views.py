@@ -6,9 +6,6 @@ message on the page (422 with the form as sent), never a 500.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -21,37 +18,11 @@ from grader.inputs import whole_number_parse
 from grader.reading import selectors as reading_selectors
 
 from . import selectors, services
+from .levels import levels_parse, points_parse
 from .models import FeedbackComment, Rubric
 
 DIMENSION_ROWS = 6  # rows offered on the form; a rubric rarely has more dimensions than this
-# "4 exceptional: every cause, each explained" (the description is optional).
-LEVEL_LINE = re.compile(r"^\s*(?P<points>\d+(?:[.,]\d+)?)\s+(?P<label>[^:]+?)\s*(?::\s*(?P<description>.*))?$")
 TASK_MAX_CHARS = 2_000
-
-
-def _points(raw: str, *, what: str) -> Decimal:
-    try:
-        value = Decimal(raw.strip().replace(",", "."))
-    except InvalidOperation:
-        raise services.RubricRefused(f"{what}: “{raw.strip()[:20]}” is not a number of points.") from None
-    if not value.is_finite() or value < 0 or value >= 10_000:
-        raise services.RubricRefused(f"{what}: “{raw.strip()[:20]}” is not a number of points.")
-    return value
-
-
-def levels_parse(text: str, *, dimension: str) -> tuple[services.LevelSpec, ...]:
-    """Level descriptors written one a line, ``POINTS LABEL[: DESCRIPTION]``."""
-    levels = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = LEVEL_LINE.match(line)
-        if match is None:
-            raise services.RubricRefused(f"{dimension}, level line {number}: write it as “4 exceptional: what it "
-                                         "looks like” (points, a label, then optionally a colon and a description).")
-        levels.append(services.LevelSpec(points=_points(match["points"], what=dimension), label=match["label"],
-                                         description=match["description"] or ""))
-    return tuple(levels)
 
 
 def dimensions_parse(request: HttpRequest) -> list[services.DimensionSpec]:
@@ -63,7 +34,7 @@ def dimensions_parse(request: HttpRequest) -> list[services.DimensionSpec]:
             continue
         if not maximum.strip():
             raise services.RubricRefused(f"{name.strip()}: give its max points.")
-        dimensions.append(services.DimensionSpec(name=name.strip()[:100], max_points=_points(maximum, what=name.strip()),
+        dimensions.append(services.DimensionSpec(name=name.strip()[:100], max_points=points_parse(maximum, what=name.strip()),
                                                  levels=levels_parse(text, dimension=name.strip())))
     return dimensions
 
@@ -147,3 +118,35 @@ def question_rubric_suggest(request: HttpRequest, exam_id: int, question_id: int
         messages.success(request, f"The rubric model is suggesting scores and feedback for {question.label}'s answers "
                                   "without a score; reload to see them as they arrive.")
     return redirect("grading_question", exam_id=exam.pk, question_id=question.pk)
+
+
+@login_required
+def rubric_sheet(request: HttpRequest, exam_id: int) -> HttpResponse:
+    """GET: the exam's rubric questions as a RUBRIC sheet (.xlsx). POST: import a workbook's RUBRIC sheet
+    (the answer-key spreadsheet's, or this one edited) and go back to ``next``'s question page."""
+    from .sheets import RubricSheetError, rubric_sheet_import, rubric_workbook
+
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=request.method == "POST")
+    if request.method != "POST":
+        response = HttpResponse(rubric_workbook(exam=exam),
+                                content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        response["Content-Disposition"] = f'attachment; filename="rubrics-exam-{exam.pk}.xlsx"'
+        return response
+    question_id = whole_number_parse(request.POST.get("question", ""))
+    back = (redirect("question_rubric", exam_id=exam.pk, question_id=question_id) if question_id
+            and exam.questions.filter(pk=question_id).exists() else redirect("grading_index", exam_id=exam.pk))
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "Choose the spreadsheet with the RUBRIC sheet to import.")
+        return back
+    try:
+        labels = rubric_sheet_import(exam=exam, user=request.user, data=upload.read())
+    except RubricSheetError as refused:
+        for problem in refused.problems[:20]:
+            messages.error(request, problem)
+        return back
+    if labels is None:
+        messages.error(request, "That workbook has no sheet called RUBRIC.")
+    else:
+        messages.success(request, f"Imported the RUBRIC sheet: {', '.join(labels) or 'no question'} marked by a rubric.")
+    return back
