@@ -633,14 +633,19 @@ class HfGenerator:
         stops = set(eos) | {processor.tokenizer.eos_token_id, processor.tokenizer.pad_token_id}
         self.stop_ids = {token for token in stops if token is not None}
 
-    def _generate_kwargs(self) -> dict[str, Any]:
+    def _generate_kwargs(self, chosen: Any = None) -> dict[str, Any]:
         config = self.config
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "do_sample": config.do_sample,
             "return_dict_in_generate": True,
-            "output_logits": config.confidence,
+            # Sampling picks tokens the scores alone do not tell, so only then are the logits kept.
+            "output_logits": config.confidence and chosen is None,
         }
+        if chosen is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([chosen])
         if config.do_sample:
             kwargs.update(top_p=config.top_p, temperature=config.temperature, top_k=None)
         else:  # a checkpoint's sampling settings would only draw warnings
@@ -666,11 +671,14 @@ class HfGenerator:
             seen = (grid[2] * self.patch_size, grid[1] * self.patch_size)
             if seen != tuple(prompt.size):
                 raise RuntimeError(f"the processor resized the page to {seen}, the prompt's boxes assume {prompt.size}")
+        chosen = _chosen_log_probs() if self.config.confidence and not self.config.do_sample else None
         with torch.inference_mode():
-            out = self.model.generate(**inputs, **self._generate_kwargs())
+            out = self.model.generate(**inputs, **self._generate_kwargs(chosen))
         generated = out.sequences[:, inputs["input_ids"].shape[1] :]
         probs = None
-        if self.config.confidence and getattr(out, "logits", None):
+        if chosen is not None and chosen.steps:
+            probs = torch.stack(chosen.steps, dim=1).exp().cpu().tolist()
+        elif self.config.confidence and getattr(out, "logits", None):
             steps = [
                 torch.log_softmax(step.float(), dim=-1).gather(1, generated[:, index : index + 1].to(step.device))
                 for index, step in enumerate(out.logits)
@@ -725,6 +733,30 @@ class HfGenerator:
         for prefix in prefixes:
             ends.append(min(max(len(prefix), ends[-1] if ends else 0), len(text)))
         return VlmOutput(text=text, token_ends=tuple(ends), token_probs=tuple(probs))
+
+
+def _chosen_log_probs():
+    """A logits processor that keeps, at each greedy step, the log-probability of the token chosen.
+
+    Greedy decoding chooses the top token, whose log-probability is ``max - logsumexp`` of the step's
+    scores: two reductions a step, where keeping every step's logits (``output_logits``) holds batch x
+    vocabulary (152k) numbers a step for the whole generation only to read one of each. It sits last
+    among the processors, so the probability is that of the distribution decoded from (a checkpoint's
+    repetition penalty included). ``steps`` holds one tensor of shape ``[batch]`` a step.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    class ChosenLogProbs(LogitsProcessor):
+        def __init__(self) -> None:
+            self.steps: list[torch.Tensor] = []
+
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            values = scores.float()
+            self.steps.append(values.max(dim=-1).values - torch.logsumexp(values, dim=-1))
+            return scores
+
+    return ChosenLogProbs()
 
 
 # --------------------------------------------------------------------------------------------------

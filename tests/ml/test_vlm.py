@@ -6,6 +6,8 @@ load it through the same ``from_pretrained(..., local_files_only=True)`` path as
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 
 import pytest
@@ -361,6 +363,24 @@ def test_a_model_that_answers_well_is_read_end_to_end(tiny):
     assert [(reading.index, reading.text) for reading in readings] == [(1, "ok"), (2, "")]
     assert all(0.5 < reading.confidence <= 1.0 for reading in readings)
     assert recognizer.last_attempts == (1,) and recognizer.generate_calls == 1
+
+
+def test_greedy_token_probabilities_equal_those_of_the_full_logits_without_keeping_them(tiny):
+    generator = VlmRecognizer(tiny_config(tiny["taught"], max_new_tokens=32, device="cpu")).load()
+    page = tiny_page()
+    size = model_input_size(page_size=page.size, max_pixels=TINY_PIXELS)
+    prompt = VlmPrompt(image=page.resize(size, Image.Resampling.BICUBIC), text="read this", size=size)
+    kept = []
+    generate = generator.model.generate
+    generator.model.generate = lambda **kwargs: kept.append(kwargs.get("output_logits")) or generate(**kwargs)
+
+    (fast,) = generator([prompt])
+    generator.config = replace(generator.config, do_sample=True, temperature=1e-6, top_p=1.0)
+    (full,) = generator([prompt])
+
+    assert kept == [False, True]
+    assert fast.text == full.text and len(fast.token_probs) == len(full.token_probs) > 0
+    assert fast.token_probs == pytest.approx(full.token_probs, abs=1e-4)
 
 
 def test_batching_pads_on_the_left_without_changing_an_answer(tiny):
