@@ -47,9 +47,12 @@ stored files are deleted again and the command stops with an error naming the fi
 the first K scripts (scan order), typing the right text wherever the text shown is wrong
 (``replay.json`` is that replay); the CPU reader then learns from those corrections
 (``grader.learning``: fine-tuned, kept only if better on held-out corrections) and the exam is read
-again; the teacher then grades the rest. ``OUT/learning.json``::
+again; a scorer learns the teacher's marks on those scripts and is used on the questions where it
+beat the suggestions in cross-validation; the teacher then grades the rest. ``OUT/learning.json``::
 
-    {"learn_after": K, "reader": {"train_lines", "val_lines", "cer_before", "cer_after", "improved", ...},
+    {"learn_after": K, "reader": {"train_lines", "val_lines", "cer_before", "cer_after", "improved", ...,
+                                  "scorer": {"answers", "folds", "questions": {label: {"answers", "with",
+                                             "without", "offered"}}, "offered": [question id, ...]}},
      "before": {"answers", "agreement", "cer", "cer_read"},   # the remaining scripts, before learning
      "after": {...},                                           # the same scripts, read again after it
      "replay_after": {...}}                                    # replay.json's figures for the rest
