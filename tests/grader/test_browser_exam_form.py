@@ -49,6 +49,7 @@ def test_a_teacher_finds_and_ticks_co_markers_by_typing_without_the_mouse(page, 
     page.keyboard.press("Escape")
     expect(markers.get_by_role("checkbox", name="Amira Okafor")).to_be_visible()
 
+    page.screenshot(path="/tmp/screens/exam-form-co-markers.png", full_page=True)
     page.get_by_role("button", name="Create exam").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Year 10 Chemistry")).to_be_visible()

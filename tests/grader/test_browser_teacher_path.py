@@ -12,6 +12,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
 
 from grader.models import Exam, User
@@ -97,9 +98,11 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     keyboard.tab_to(page.get_by_label("Pages per script"))
     keyboard.press("Control+a")
     keyboard.type("2")
+    page.screenshot(path=SHOTS / "exam-form.png", full_page=True)
     keyboard.activate(page.get_by_role("button", name="Create exam"))
     expect(page.get_by_role("heading", name="Year 9 Science mock")).to_be_visible()
     exam = Exam.objects.get(title="Year 9 Science mock")
+    page.screenshot(path=SHOTS / "exam-new.png", full_page=True)
 
     next_steps = page.get_by_role("region", name="What's next")
 
@@ -204,6 +207,9 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
         (received,) = smtp.to(student.email)
         name, data = received.attachment
         assert name.endswith(".pdf") and student.name in pdf_first_page_text(data)
+    document = pdfium.PdfDocument(data)
+    document[1].render(scale=1.5).to_pil().save(SHOTS / "scored-page-1.png")
+    document[2].render(scale=1.5).to_pil().save(SHOTS / "scored-page-2.png")
 
 
 def _right_scores(*, exam: Exam, truth: dict) -> dict[int, Decimal]:
