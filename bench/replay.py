@@ -14,7 +14,8 @@ a throwaway ``MARKDESK_VAR_DIR`` (SQLite). Prints:
 * CER of non-blank answers: the text used (fits included) and the engine's own reading;
 * per question: answers, keystrokes, agreement;
 * with ``--learn-after K``: the reader fine-tuned on the teacher's corrections of the first K scripts,
-  and CER and agreement on the other scripts before and after (``learning.json``); the figures above
+  the learned scorer's cross-validation (where it is used), and CER and agreement on the other scripts
+  before and after (``learning.json``); the figures above
   are then those of the first K scripts.
 """
 
@@ -94,6 +95,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"(engine's own reading {before['cer_read']} -> {after['cer_read']}), agreement "
                   f"{before['agreement']} -> {after['agreement']}; keystrokes per answer grading them "
                   f"{learning['replay_after']['keystrokes_per_answer']}")
+            scorer = reader.get("scorer")
+            if scorer:
+                used = [label for label, row in scorer["questions"].items() if row["offered"]]
+                print(f"  learned scorer: {scorer['answers']} scored answers, {scorer['folds']}-fold; used on "
+                      f"{', '.join(used) or 'no question'}; held-out answers matching the teacher with / without it: "
+                      + ", ".join(f"{label} {row['with']}/{row['without']} of {row['answers']}"
+                                  for label, row in scorer["questions"].items()))
         for label, figures in replay["per_question"].items():
             print(f"  {label:<4} {figures['answers']:>3} answers  {figures['keystrokes']:>3} keys  "
                   f"agreement {figures['agreement_before_teacher']} -> {figures['agreement_when_reached']}")
