@@ -28,6 +28,9 @@ Files written by :func:`demo_build` into ``out_dir``:
 ``answers.xlsx``
     Sheet "Answers", header ``QUESTION, ANSWER, MAX_SCORE, ACCEPT``; ``QUESTION`` is the box
     label (Q1..), ``ACCEPT`` holds other accepted answers separated by ``|`` (may be empty).
+    Sheet "RUBRIC" (``grader.rubrics.sheets``' format): Q11 is also marked by a rubric
+    (``RUBRIC_DIMENSIONS``: content, organisation, language, adding up to its max score), with the
+    comments a teacher would give (``RUBRIC_COMMENTS``).
 ``scans.pdf``
     One 2-page script per present student, in a shuffled pile order (as a teacher would feed
     them into a scanner). With ``blank_backs`` every scanned page is followed by a nearly blank
@@ -176,6 +179,19 @@ QUESTIONS: tuple[Question, ...] = (
 )
 
 TOTAL_MARKS = sum(q.max_score for q in QUESTIONS)
+
+# The demo's rubric question, its rubric (dimension, max points, level descriptors) and the comments a
+# teacher gives on it: the first for answers worth full marks, the second for the others.
+RUBRIC_QUESTION = "Q11"
+RUBRIC_NAME = "Explain (content, organisation, language)"
+RUBRIC_DIMENSIONS: tuple[tuple[str, float, str], ...] = (
+    ("Content", 1, "1 exceptional: names the free (delocalised) electrons and says they carry the charge\n"
+                   "0.5 fair: mentions electrons without saying why they conduct"),
+    ("Organisation", 0.5, "0.5 clear: one idea, stated as a reason"),
+    ("Language", 0.5, "0.5 precise: scientific words used correctly"),
+)
+RUBRIC_COMMENTS = ("Clear and complete: free electrons carry the charge.",
+                   "Say what moves: metals have free (delocalised) electrons that carry the charge.")
 
 
 @dataclass(frozen=True)
@@ -657,6 +673,11 @@ def _write_answer_key(path: Path) -> None:
         sheet.append([question.label, question.answer, question.max_score, "|".join(question.accept)])
     for column, width in zip("ABCD", (10, 40, 11, 40), strict=True):
         sheet.column_dimensions[column].width = width
+    rubric = workbook.create_sheet("RUBRIC")
+    rubric.append(["QUESTION", "RUBRIC", "TASK", "DIMENSION", "MAX", "LEVELS"])
+    task = next(question.text for question in QUESTIONS if question.label == RUBRIC_QUESTION)
+    for number, (dimension, points, levels) in enumerate(RUBRIC_DIMENSIONS):
+        rubric.append([RUBRIC_QUESTION, RUBRIC_NAME, task if number == 0 else "", dimension, points, levels])
     workbook.save(path)
 
 

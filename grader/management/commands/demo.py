@@ -5,7 +5,8 @@ creates the exam, imports the roster and answer key, stores the blank exam, proc
 an exam ready to grade. A second exam, ``GRADED_TITLE``, is that exam backed up, restored and graded the
 way a careful teacher would (every script's student confirmed, every misread text corrected, every answer
 scored from the generator's truth, absent students waived, a few comments) and marked finished, so the
-outputs, and learning from the corrections, can be tried at once.
+outputs, and learning from the corrections, can be tried at once. In both, Q11 is marked by a rubric (the
+answer key's RUBRIC sheet) with a comment bank; the graded copy scores it by dimension, with a comment.
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from grader.grading.selectors import exam_completeness
 from grader.models import Department, Exam, User
 from grader.outputs.backup import exam_backup_write, exam_restore
 from grader.reading import services as reading
-from ml.demo_data import EXAM_DATE, FULL_MARK_KINDS, TITLE, DemoConfig, demo_build
+from grader.rubrics import services as rubrics
+from grader.rubrics.sheets import rubric_sheet_import
+from ml.demo_data import (
+    EXAM_DATE,
+    FULL_MARK_KINDS,
+    RUBRIC_COMMENTS,
+    RUBRIC_QUESTION,
+    TITLE,
+    DemoConfig,
+    demo_build,
+)
 
 DEMO_PASSWORD = "markdesk"
 GRADED_TITLE = f"{TITLE} (graded)"
@@ -79,6 +90,7 @@ class Command(BaseCommand):
             exam_folder_load(exam=exam, folder=folder, user=teacher)
         except FolderRejected as error:
             raise CommandError(str(error)) from error
+        self._rubric_question(exam=exam, folder=folder, teacher=teacher)
         self.stdout.write("Reading every answer box with EasyOCR and suggesting scores…")
         reading.exam_read(exam_id=exam.pk)
         self.stdout.write(
@@ -88,10 +100,18 @@ class Command(BaseCommand):
                 f"{exam.scripts.count()} scripts matched to students, in {time.monotonic() - started:.1f}s."
             )
         )
-        graded = self._graded_copy(exam=exam, truth=json.loads((folder / "truth.json").read_text()), teacher=teacher)
+        graded = self._graded_copy(exam=exam, truth=json.loads((folder / "truth.json").read_text()), teacher=teacher,
+                                   folder=folder)
         self.stdout.write(self.style.SUCCESS(f"Loaded {graded.title} (exam {graded.pk}): graded and finished."))
 
-    def _graded_copy(self, *, exam: Exam, truth: dict, teacher: User) -> Exam:
+    def _rubric_question(self, *, exam: Exam, folder: Path, teacher: User) -> None:
+        """Mark the demo's rubric question by the RUBRIC sheet of its answer key, with its comment bank."""
+        rubric_sheet_import(exam=exam, user=teacher, data=(folder / "answers.xlsx").read_bytes())
+        question = exam.questions.get(label=RUBRIC_QUESTION)
+        for text in RUBRIC_COMMENTS:
+            rubrics.comment_add(question_id=question.pk, text=text)
+
+    def _graded_copy(self, *, exam: Exam, truth: dict, teacher: User, folder: Path) -> Exam:
         """A copy of ``exam`` graded from the generator's truth and finished (see the module docstring)."""
         with tempfile.TemporaryFile() as archive:
             exam_backup_write(exam=exam, out=archive)
@@ -100,6 +120,7 @@ class Command(BaseCommand):
         Exam.objects.filter(pk=graded.pk).update(title=GRADED_TITLE)
         graded.refresh_from_db()
         graded.co_markers.set(exam.co_markers.all())  # a restore leaves its owner the only marker
+        self._rubric_question(exam=graded, folder=folder, teacher=teacher)  # backups do not hold rubrics
         students = {student.student_id: student for student in graded.students.all()}
         scripts = list(graded.scripts.order_by("number"))  # numbered in scan order, as truth lists them
         totals = {}
@@ -114,8 +135,16 @@ class Command(BaseCommand):
                 if truth_text and " ".join(answer.text.split()).casefold() != " ".join(truth_text.split()).casefold():
                     answer = grading.text_confirm(answer_id=answer.pk, text=truth_text,
                                                   expected_version=answer.version, user=teacher)
-                score = answer.question.max_score if kinds.get(answer.question.label) in FULL_MARK_KINDS else Decimal(0)
-                grading.score_set(answer_id=answer.pk, score=score, expected_version=answer.version, user=teacher)
+                full = kinds.get(answer.question.label) in FULL_MARK_KINDS
+                score = answer.question.max_score if full else Decimal(0)
+                if answer.question.label == RUBRIC_QUESTION:
+                    # Every dimension full or none, with the bank comment that says so.
+                    dimensions = answer.question.rubric_link.rubric.dimensions.all()
+                    rubrics.rubric_answer_save(
+                        answer_id=answer.pk, points=[d.max_points if full else Decimal(0) for d in dimensions],
+                        comment_numbers=[1 if full else 2], text="", expected_version=answer.version, user=teacher)
+                else:
+                    grading.score_set(answer_id=answer.pk, score=score, expected_version=answer.version, user=teacher)
                 total += score
             totals[script.pk] = total
         ranked = sorted(scripts, key=lambda script: totals[script.pk])
