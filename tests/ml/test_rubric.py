@@ -224,3 +224,16 @@ def test_the_epoch_with_the_best_validation_loss_is_kept(tiny, tmp_path):
     summary = rubric_train(config)
     joint = [entry.val_ce + 10 * entry.val_l1 for entry in summary.history]
     assert summary.best_epoch == 1 + joint.index(min(joint)) and summary.trainable_parameters > 0
+
+
+def test_the_training_step_bench_runs_the_trainers_step_on_the_tiny_shape(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_rubric", ROOT / "bench" / "rubric.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = tmp_path / "bench.json"
+    assert bench.main(["--tiny", "--steps", "2", "--prompt-tokens", "40", "--feedback-tokens", "8",
+                       "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["dimensions"] == 3 and result["seconds_per_step"] > 0 and math.isfinite(result["l1"])
