@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from grader import selectors as grader_selectors
 from grader.inputs import MalformedInput, json_parse, whole_number_parse
+from grader.wording import counted
 from grader.reading import services as reading_services
 
 from . import selectors, services
@@ -163,7 +164,8 @@ def boxes_import(request: HttpRequest, exam_id: int) -> HttpResponse:
         return redirect(editor)
     for box in AnswerBox.objects.filter(pk__in=result["placed"]):
         reading_services.box_read_enqueue(box=box)
-    messages.success(request, f"Imported {result['imported']} box(es) from {upload.name}; {result['removed']} removed.")
+    messages.success(request, f"Imported {counted(result['imported'], 'box', 'boxes')} from {upload.name}; "
+                              f"{result['removed']} removed.")
     return redirect(editor)
 
 

@@ -293,7 +293,7 @@ def test_importing_annotations_replaces_the_boxes(owner, exam, pages):
 
     response = import_file(owner, exam, "annotations", json.dumps(ANNOTATIONS))
 
-    assert "Imported 3 box(es) from boxes.json; 1 removed." in response.content.decode()
+    assert "Imported 3 boxes from boxes.json; 1 removed." in response.content.decode()
     assert tops(exam) == {"NAME": (0, (100, 50, 500, 110)), "Q1": (0, (100, 300, 1000, 500)), "Q2": (1, (100, 100, 1000, 400))}
     assert set(Question.objects.filter(exam=exam).values_list("label", flat=True)) >= {"Q1", "Q2"}
 
@@ -305,7 +305,7 @@ def test_importing_a_region_list_replaces_that_pages_questions_and_keeps_its_ide
 
     response = import_file(owner, exam, "regions", json.dumps(REGIONS), page=1)
 
-    assert "Imported 2 box(es)" in response.content.decode()
+    assert "Imported 2 boxes" in response.content.decode()
     assert tops(exam) == {
         "NAME": (0, (100, 50, 500, 110)),
         "Q1": (0, (100, 300, 1000, 500)),

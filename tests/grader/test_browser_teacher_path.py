@@ -84,7 +84,7 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     # Log in (typing into the fields is what anyone does).
     page.goto(f"{live_server.url}/")
     expect(page.get_by_text("grade scanned, handwritten answer sheets")).to_be_visible()
-    page.screenshot(path=SHOTS / "login.png")
+    _shot(page, "login.png")
     page.get_by_label("Username").fill("hannah")
     page.get_by_label("Password").fill("a-long-password")
     page.get_by_label("Password").press("Enter")
@@ -98,11 +98,11 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     keyboard.tab_to(page.get_by_label("Pages per script"))
     keyboard.press("Control+a")
     keyboard.type("2")
-    page.screenshot(path=SHOTS / "exam-form.png", full_page=True)
+    _shot(page, "exam-form.png")
     keyboard.activate(page.get_by_role("button", name="Create exam"))
     expect(page.get_by_role("heading", name="Year 9 Science mock")).to_be_visible()
     exam = Exam.objects.get(title="Year 9 Science mock")
-    page.screenshot(path=SHOTS / "exam-new.png", full_page=True)
+    _shot(page, "exam-new.png")
 
     next_steps = page.get_by_role("region", name="What's next")
 
@@ -146,8 +146,8 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     box_file.set_input_files(demo_folder / "annotations.json")
     keyboard.tab_to(page.get_by_label("Format"))
     keyboard.activate(page.get_by_role("button", name="Import", exact=True))
-    expect(page.get_by_text(re.compile("Imported 15 box"))).to_be_visible()
-    page.screenshot(path=SHOTS / "box-editor.png", full_page=True)
+    expect(page.get_by_text("Imported 15 boxes from annotations.json; 0 removed.")).to_be_visible()
+    _shot(page, "box-editor.png")
     back_to_exam()
 
     # The scans: split into scripts, read, and matched to the roster (tasks run eagerly here).
@@ -161,7 +161,7 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     for script in truth["scripts"]:
         expect(page.locator("#scripts")).to_contain_text(script["student_name"])
     expect(next_steps).not_to_contain_text("identity")
-    page.screenshot(path=SHOTS / "exam-page.png", full_page=True)
+    _shot(page, "exam-page.png")
 
     # Grading: the teacher reads each answer's handwriting and knows its score (the demo's truth stands
     # in for their eyes: full marks for a right or misspelt answer, else 0), accepting a suggestion that
@@ -171,7 +171,7 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     expect(page.get_by_role("heading", name="Grading", exact=True)).to_be_visible()
     keyboard.activate(page.get_by_role("link", name="Grade Q1", exact=True))
     expect(page.get_by_role("heading", name="Grade Q1", exact=True)).to_be_visible()
-    page.screenshot(path=SHOTS / "grading-form.png", full_page=True)
+    _shot(page, "grading-form.png")
     before, pulled = keyboard.keys, 0
     for number in range(1, 13):
         expect(page.get_by_role("heading", name=f"Grade Q{number}", exact=True)).to_be_visible()
@@ -187,7 +187,7 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     # Completeness, then finishing.
     expect(page.get_by_role("heading", name="Is the exam finished?")).to_be_visible()
     expect(page.get_by_role("heading", name="Nothing left to settle")).to_be_visible()
-    page.screenshot(path=SHOTS / "completeness.png", full_page=True)
+    _shot(page, "completeness.png")
     keyboard.activate(page.get_by_role("button", name="Mark the exam finished"))
     expect(page.get_by_text(re.compile(r"^Finished \d")).first).to_be_visible()
     keyboard.activate(page.get_by_role("link", name="Scored scripts, spreadsheet and emails"))
@@ -200,7 +200,7 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     keyboard.activate(page.get_by_role("button", name="Send to students"))
     expect(page.locator("tr[data-state=sent]")).to_have_count(3, timeout=60_000)
     expect(page.locator(".email-summary")).to_contain_text("3 sent")
-    page.screenshot(path=SHOTS / "emails.png", full_page=True)
+    _shot(page, "emails.png")
     print("Tabs to reach each control:", *(f"  /{where} {what[:40]!r}: {n}" for where, what, n in keyboard.tabs), sep="\n")
     # Each student got one email, with their own scored script.
     for student in exam.students.all():
@@ -210,6 +210,13 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     document = pdfium.PdfDocument(data)
     document[1].render(scale=1.5).to_pil().save(SHOTS / "scored-page-1.png")
     document[2].render(scale=1.5).to_pil().save(SHOTS / "scored-page-2.png")
+
+
+def _shot(page, name: str) -> None:
+    """A full-page screenshot in SHOTS once every image on the page has loaded (lazy ones included)."""
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach((img) => { img.loading = 'eager'; })")
+    page.wait_for_function("() => Array.from(document.images).every((img) => img.complete)")
+    page.screenshot(path=SHOTS / name, full_page=True)
 
 
 def _right_scores(*, exam: Exam, truth: dict) -> dict[int, Decimal]:
