@@ -33,12 +33,22 @@ from pathlib import Path
 
 from django.core.files import File
 from django.db import transaction
-from django.utils import timezone
 from PIL import Image
 
 from grader.models import Exam, Script, User
 from grader.reading import services as reading
 from grader.reading.models import Answer
+from grader.recovery.jobs import (
+    DB_ERRORS,
+    JobLost,
+    db_reconnect,
+    db_retrying,
+    job_beat,
+    job_cancel,
+    job_claim,
+    job_end,
+    job_restart,
+)
 from grader.rubrics.export import rubric_records_export
 from ml.ocr_train import OcrTrainConfig, lines_load, recognizer_train
 from ml.scorer import ScorerConfig, ScorerExample, score_bin, scorer_load, scorer_train
@@ -157,6 +167,9 @@ def reader_learn_start(*, exam: Exam, user: User, enqueue: bool = True) -> Learn
     for a caller that runs it in-process (``grade_folder``)."""
     Exam.objects.select_for_update().get(pk=exam.pk)
     running = LearningJob.objects.filter(exam=exam, status__in=[LearningJob.Status.QUEUED, LearningJob.Status.RUNNING])
+    stalled = next((job for job in running if job.stalled), None)
+    if stalled is not None and enqueue:
+        return reader_learn_restart(job=stalled)  # never hand back a job nobody is running
     if running.exists():
         raise LearningRefused("The reader is already learning from this exam's corrections.")
     labelled = answers_labelled_count(exam=exam)
@@ -177,10 +190,10 @@ def reader_learn_start(*, exam: Exam, user: User, enqueue: bool = True) -> Learn
 def reader_learn_run(*, job_id: int, config: OcrTrainConfig = OcrTrainConfig(threads=1),
                      scorer_config: ScorerConfig = ScorerConfig(threads=1)) -> LearningJob:
     """Run a queued learning job to the end (see the module docstring); a failure is recorded on the job."""
-    job = LearningJob.objects.select_related("exam", "created_by").get(pk=job_id)
-    if job.status != LearningJob.Status.QUEUED:
-        return job
-    _job_update(job, status=LearningJob.Status.RUNNING, stage="export")
+    job = job_claim(LearningJob, job_id, select=("exam", "created_by"))
+    if job is None:  # done, cancelled, or running elsewhere (a redelivered task)
+        return LearningJob.objects.get(pk=job_id)
+    _job_update(job, stage="export")
     try:
         reread = answers_labelled_count(exam=job.exam) >= MIN_LABELLED and _reader_learn(job=job, config=config)
         if answers_scored(exam=job.exam).count() >= MIN_SCORED:
@@ -199,13 +212,30 @@ def reader_learn_run(*, job_id: int, config: OcrTrainConfig = OcrTrainConfig(thr
         reading.exam_resuggest(exam_id=job.exam_id)
         if reread:
             reading.exam_identity_match(exam_id=job.exam_id)
-        _job_update(job, stage="", finished_at=timezone.now())
+        job_end(job, LearningJob.Status.DONE, stage="")
+    except JobLost:
+        return job  # restarted or cancelled by the teacher: the run that owns it now writes its end
+    except DB_ERRORS:
+        db_reconnect()  # the task is retried from the start
+        db_retrying(lambda: LearningJob.objects.filter(pk=job.pk, attempts=job.attempts).update(
+            status=LearningJob.Status.QUEUED, weights="", scorer=""))
+        raise
     except Exception as error:  # recorded for the teacher; the exam keeps the reader and scorer it had
         logger.exception("Learning job %s for exam %s failed", job.pk, job.exam_id)
-        job.weights = job.scorer = ""
-        job.save(update_fields=["weights", "scorer"])
-        _job_update(job, status=LearningJob.Status.FAILED, error=str(error)[:2000], finished_at=timezone.now())
+        job_end(job, LearningJob.Status.FAILED, weights="", scorer="", error=str(error)[:2000])
     return job
+
+
+def reader_learn_restart(*, job: LearningJob) -> LearningJob:
+    """Learn again from the start ("Learn again" on a stalled job); a run still going stops at its next step."""
+    from .tasks import reader_learn_task
+
+    return job_restart(LearningJob, job.pk, enqueue=reader_learn_task.delay)
+
+
+def reader_learn_cancel(*, job: LearningJob) -> LearningJob:
+    """Stop a learning job that has not finished; what it learned is not used."""
+    return job_cancel(LearningJob, job.pk)
 
 
 def _reader_learn(*, job: LearningJob, config: OcrTrainConfig) -> bool:
@@ -301,6 +331,5 @@ def scorer_learn(*, exam: Exam, out: Path, config: ScorerConfig = ScorerConfig(t
 
 
 def _job_update(job: LearningJob, **fields) -> None:
-    for name, value in fields.items():
-        setattr(job, name, value)
-    LearningJob.objects.filter(pk=job.pk).update(**fields)
+    """Progress and the heartbeat; ``JobLost`` once the job was restarted or cancelled."""
+    job_beat(job, **fields)

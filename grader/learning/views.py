@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
@@ -48,3 +48,20 @@ def learning_progress(request: HttpRequest, exam_id: int, job_id: int) -> HttpRe
         response.status_code = HTMX_STOP_POLLING
         trigger_client_event(response, "learningFinished", {"job": job.pk, "status": job.status})
     return response
+
+
+@login_required
+@require_POST
+def learning_job_action(request: HttpRequest, exam_id: int, job_id: int, action: str) -> HttpResponse:
+    """"Learn again" (``again``) or "Cancel" (``cancel``) on a job that stalled."""
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    job = get_object_or_404(LearningJob, exam=exam, pk=job_id)
+    if action not in ("again", "cancel"):
+        raise Http404("No such action.")
+    if action == "cancel":
+        job = services.reader_learn_cancel(job=job)
+    elif job.stalled:
+        job = services.reader_learn_restart(job=job)
+    if request.htmx:
+        return render(request, "learning/_card.html", {"exam": exam, "job": job, "can_change": True})
+    return redirect("grading_index", exam_id=exam.pk)

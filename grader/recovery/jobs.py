@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from celery import Task
@@ -87,12 +87,12 @@ class JobLost(Exception):
     """The job is no longer this run's: restarted, cancelled or taken over by another run."""
 
 
-def job_claim(model: type[J], job_id: int, **related) -> J | None:
-    """Take the job ``job_id`` for this run: a queued job, or a running one that stalled. Returns it
-    running (``attempts`` + 1, progress reset), or None when there is nothing to do."""
+def job_claim(model: type[J], job_id: int, *, select: Sequence[str] = ()) -> J | None:
+    """Take the job ``job_id`` for this run: a queued job, or a running one that stalled (``select``:
+    relations to load with it). Returns it running (``attempts`` + 1, progress reset), or None when
+    there is nothing to do."""
     with transaction.atomic():
-        job = model.objects.select_for_update(of=("self",)).select_related(*related.get("select", ())).filter(
-            pk=job_id).first()
+        job = model.objects.select_for_update(of=("self",)).select_related(*select).filter(pk=job_id).first()
         if job is None:
             return None
         stale = job.status == Job.Status.RUNNING and job.heartbeat_at < stalled_before()
