@@ -7,7 +7,7 @@ from grader.recovery.jobs import WorkTask
 from . import services
 
 
-@shared_task(acks_late=True)
+@shared_task(base=WorkTask)
 def suggestions_compute_task(exam_id: int) -> int:
     return services.suggestions_compute(exam_id=exam_id)
 
