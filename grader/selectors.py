@@ -96,10 +96,13 @@ def exam_next_steps(*, exam: Exam, counts: dict, can_change: bool) -> list[NextS
         steps.append(NextStep(f"Say whose {unmatched} script{'s' if unmatched != 1 else ''} "
                               f"{'are' if unmatched != 1 else 'is'} (identity screen)", reverse("identity", args=[exam.pk])))
     if counts["scripts"] and counts["boxes"] and not exam_finished(exam_id=exam.pk):
-        open_answers = Answer.objects.filter(script__exam=exam, score__isnull=True).count()
+        unscored = Answer.objects.filter(script__exam=exam, score__isnull=True)
+        open_answers = unscored.count()
         if open_answers:
+            # Straight to the first question with answers left: the grading form is where the keys work.
+            first = unscored.order_by("question__order", "question_id").values_list("question_id", flat=True).first()
             steps.append(NextStep(f"Grade: {open_answers} answer{'s' if open_answers != 1 else ''} "
-                                  "without your score yet", reverse("grading_index", args=[exam.pk])))
+                                  "without your score yet", reverse("grading_question", args=[exam.pk, first])))
         else:
             steps.append(NextStep("Check nothing is missed and mark the exam finished",
                                   reverse("grading_finish", args=[exam.pk])))

@@ -414,6 +414,9 @@ def test_once_scripts_are_read_the_next_steps_are_identities_then_grading(exam, 
         "Say whose 1 script is (identity screen)",
         "Grade: 1 answer without your score yet",
     ]
+    # Grading opens on the first question with answers left, where the keys work.
+    page = client_for(teacher).get(reverse("exam_detail", args=[exam.pk])).content.decode()
+    assert f'href="{reverse("grading_question", args=[exam.pk, question.pk])}">Grade: 1 answer' in page
 
 
 def test_a_department_head_is_pointed_at_the_results_not_at_grading(exam, head, client_for):
