@@ -18,9 +18,9 @@ from django.db.models import F, Max
 from PIL import Image
 
 from grader.inputs import MalformedInput, json_parse
+from grader.labels import QUESTION_LABEL_PATTERN, question_label_normalise
 from grader.models import RESERVED_LABELS, Exam, Question, Script, User
 from grader.reading.models import Answer
-from grader.services import QUESTION_LABEL_PATTERN, question_label_normalise
 from ml import boxes as box_tools
 from ml.alignment import Alignment, alignment_from_dict
 from ml.suggest import boxes_suggest

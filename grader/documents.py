@@ -11,6 +11,7 @@ import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -19,6 +20,7 @@ from PIL import Image
 
 from ml import pages as page_tools
 
+_THUMB_WIDTH = 320
 # Scan pages are stored as high-quality JPEG: PNG of a noisy scan is ten times larger for no gain in reading.
 _SCAN_JPEG_QUALITY = 92
 
@@ -79,4 +81,14 @@ def jpeg_bytes(image: Image.Image) -> bytes:
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", dpi=(settings.PAGE_DPI, settings.PAGE_DPI))
+    return buffer.getvalue()
+
+
+def thumbnail_jpeg(handle: IO[bytes]) -> bytes:
+    """A small greyscale JPEG of a page image, for lists of pages."""
+    with Image.open(handle) as image:
+        image = image.convert("L")
+        image.thumbnail((_THUMB_WIDTH, _THUMB_WIDTH * 2))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
     return buffer.getvalue()

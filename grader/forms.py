@@ -6,7 +6,8 @@ from django import forms
 from django.conf import settings
 
 from .models import RESERVED_LABELS, Exam, Question, Student, User
-from .services import QUESTION_LABEL_PATTERN, question_label_normalise
+from .labels import QUESTION_LABEL_PATTERN, question_label_normalise
+from .services import accept_split
 
 
 class ExamForm(forms.ModelForm):
@@ -131,12 +132,11 @@ class QuestionForm(forms.ModelForm):
             raise forms.ValidationError("The max score cannot be negative.")
         return value
 
-    def save(self, commit: bool = True) -> Question:
-        self.instance.accept = [part.strip() for part in self.cleaned_data["accept_text"].split("|") if part.strip()]
-        if not self.instance.pk:
-            last = Question.objects.filter(exam_id=self.instance.exam_id).order_by("-order").first()
-            self.instance.order = (last.order + 1) if last else 1
-        return super().save(commit=commit)
+    def clean(self) -> dict:
+        """The key entry as ``services.question_save`` takes it: ``accept`` a list, not ``accept_text``."""
+        cleaned = super().clean()
+        cleaned["accept"] = accept_split(cleaned.pop("accept_text", "") or "")
+        return cleaned
 
 
 class SpreadsheetForm(forms.Form):

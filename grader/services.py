@@ -9,9 +9,7 @@ failure leaves what was stored before untouched.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -21,12 +19,15 @@ from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Max
 
+from grader.reading.services import exam_resuggest_enqueue, questions_resuggest_enqueue
 from ml import pages as page_tools
 
 from .documents import UploadRejected, file_size_check, png_bytes, upload_inspect
+from .labels import QUESTION_LABEL_PATTERN, question_label_normalise
 from .models import RESERVED_LABELS, Department, Exam, Question, Script, Student, TemplatePage, User
-from .spreadsheets import SpreadsheetError, cell_text, sheet_rows
+from .sheet_import import ImportSummary, SpreadsheetError, cell_text, sheet_rows
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ ROSTER_COLUMNS = ("ID", "NAME", "CLASS", "EMAIL")
 _ROSTER_FIELDS = {"ID": "student_id", "NAME": "name", "CLASS": "class_name", "EMAIL": "email"}
 KEY_COLUMNS = ("QUESTION", "ANSWER", "MAX_SCORE")
 KEY_OPTIONAL_COLUMNS = ("ACCEPT",)
-QUESTION_LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]{0,31}$")
+
+
+class RecordRefused(ValueError):
+    """A roster or answer-key entry clashes with another one; the message says which. Nothing changed."""
 
 
 class ImportProblems(ValueError):
@@ -43,21 +47,6 @@ class ImportProblems(ValueError):
     def __init__(self, problems: Sequence[str]):
         self.problems = list(problems)
         super().__init__(f"{len(self.problems)} problem(s): " + "; ".join(self.problems))
-
-
-@dataclass
-class ImportSummary:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    kept: list[str] = field(default_factory=list)  # existing entries the file did not mention
-
-    def message(self, noun: str) -> str:
-        text = f"Imported {noun}: {self.created} added, {self.updated} updated, {self.unchanged} unchanged."
-        if self.kept:
-            text += f" {len(self.kept)} already in markdesk but not in the file were kept: {', '.join(self.kept[:10])}"
-            text += "…" if len(self.kept) > 10 else "."
-        return text
 
 
 # ---------------------------------------------------------------- exams
@@ -100,7 +89,60 @@ def exam_create(
     return exam
 
 
+# What the exam form changes (``exam_update``); co-markers are a list of users, set apart.
+EXAM_SETTINGS = (
+    "title", "subject", "date", "department", "classes", "pages_per_script", "anonymous", "drop_blank_pages",
+    "default_min_similarity", "default_granularity",
+)
+
+
+@transaction.atomic
+def exam_update(*, exam: Exam, co_markers: Iterable[User] | None = None, **changes: object) -> Exam:
+    """Change an exam's settings (``EXAM_SETTINGS``) and co-markers under the exam's lock.
+
+    New scoring defaults re-suggest every question once committed: suggestions follow the defaults,
+    scores a teacher set stay as they are.
+    """
+    unknown = sorted(set(changes) - set(EXAM_SETTINGS))
+    if unknown:
+        raise TypeError(f"exam_update() does not change {', '.join(unknown)}")
+    locked = Exam.objects.select_for_update().get(pk=exam.pk)
+    scoring_before = (locked.default_min_similarity, locked.default_granularity)
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    locked.save()
+    if co_markers is not None:
+        locked.co_markers.set([user for user in co_markers if user.pk != locked.owner_id])
+    if (locked.default_min_similarity, locked.default_granularity) != scoring_before:
+        exam_resuggest_enqueue(exam=locked)
+    return locked
+
+
 # ---------------------------------------------------------------- roster
+
+
+@transaction.atomic
+def student_save(
+    *, exam: Exam, student: Student | None = None, student_id: str, name: str, class_name: str = "", email: str = ""
+) -> Student:
+    """Add a student to the roster (``student`` None) or change one, under the exam's lock.
+
+    Raises ``RecordRefused`` when another student of the exam has ``student_id``.
+    """
+    Exam.objects.select_for_update().get(pk=exam.pk)
+    clash = exam.students.filter(student_id=student_id).exclude(pk=student.pk if student else None).first()
+    if clash is not None:
+        raise RecordRefused(f"{student_id} is already on the roster ({clash.name}).")
+    student = Student.objects.get(pk=student.pk) if student else Student(exam=exam)
+    student.student_id, student.name, student.class_name, student.email = student_id, name, class_name, email
+    student.save()
+    return student
+
+
+@transaction.atomic
+def student_delete(*, student: Student) -> None:
+    Exam.objects.select_for_update().get(pk=student.exam_id)
+    student.delete()
 
 
 def _sheet_rows_or_problems(*, file: UploadedFile, required: Sequence[str], optional: Sequence[str] = ()):
@@ -178,14 +220,38 @@ def roster_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
 # ---------------------------------------------------------------- answer key
 
 
-def question_label_normalise(raw: object) -> str:
-    """Question labels as teachers write them: ``1`` or ``1.0`` becomes ``Q1``, ``q3`` becomes ``Q3``."""
-    text = cell_text(raw)
-    if re.fullmatch(r"\d+", text):
-        return f"Q{int(text)}"
-    if re.fullmatch(r"[qQ]\d+[a-z]?", text):
-        return text[0].upper() + text[1:]
-    return text
+def accept_split(text: str) -> list[str]:
+    """Other accepted answers as a teacher lists them: separated by ``|``, blanks dropped."""
+    return [part.strip() for part in text.split("|") if part.strip()]
+
+
+@transaction.atomic
+def question_save(
+    *, exam: Exam, question: Question | None = None, label: str, answer: str, accept: Sequence[str], max_score: Decimal
+) -> Question:
+    """Add a question at the end of the answer key (``question`` None) or change one, under the exam's lock.
+
+    A changed key answer or maximum re-suggests scores for the answers already read (teacher scores
+    stay). Raises ``RecordRefused`` when another question of the exam has ``label``.
+    """
+    Exam.objects.select_for_update().get(pk=exam.pk)
+    if exam.questions.filter(label=label).exclude(pk=question.pk if question else None).exists():
+        raise RecordRefused(f"{label} is already in the answer key.")
+    if question is None:
+        question = Question(exam=exam, order=(exam.questions.aggregate(top=Max("order"))["top"] or 0) + 1)
+    else:
+        question = Question.objects.get(pk=question.pk)  # as stored: a bound form changed the caller's copy
+        if (question.answer, question.accept, question.max_score) != (answer, list(accept), max_score):
+            questions_resuggest_enqueue(question_ids=[question.pk])
+    question.label, question.answer, question.accept, question.max_score = label, answer, list(accept), max_score
+    question.save()
+    return question
+
+
+@transaction.atomic
+def question_delete(*, question: Question) -> None:
+    Exam.objects.select_for_update().get(pk=question.exam_id)
+    question.delete()
 
 
 def _max_score_parse(raw: object) -> Decimal | None:
@@ -236,7 +302,7 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
             problems.append(f"Row {row.number}: MAX_SCORE {max_raw} is negative.")
         elif max_score > Decimal("9999"):
             problems.append(f"Row {row.number}: MAX_SCORE {max_raw} is too large.")
-        accept = [part.strip() for part in cell_text(row.values.get("ACCEPT")).split("|") if part.strip()]
+        accept = accept_split(cell_text(row.values.get("ACCEPT")))
         parsed.append(
             {"label": label, "answer": cell_text(row.values["ANSWER"]), "max_score": max_score, "accept": accept}
         )
@@ -244,8 +310,6 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
         problems.append("The file has a header row but no questions.")
     if problems:
         raise ImportProblems(problems)
-
-    from grader.reading.services import questions_resuggest_enqueue
 
     summary = ImportSummary()
     existing = {question.label: question for question in Question.objects.select_for_update().filter(exam=exam)}

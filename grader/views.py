@@ -17,8 +17,7 @@ from grader.wording import counted
 from . import selectors, services
 from .forms import ExamForm, QuestionForm, ScanUploadForm, SpreadsheetForm, StudentForm, TemplateForm
 from .models import Question, Student
-from .reading import services as reading_services
-from .spreadsheets import workbook_bytes
+from .sheet_import import workbook_bytes
 from .uploads import upload_form_read
 
 logger = logging.getLogger(__name__)
@@ -58,13 +57,10 @@ def exam_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def exam_edit(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-    scoring_before = (exam.default_min_similarity, exam.default_granularity)
     form = ExamForm(request.POST or None, instance=exam, owner=exam.owner)
     if request.method == "POST" and form.is_valid():
-        exam = form.save()
-        if (exam.default_min_similarity, exam.default_granularity) != scoring_before:
-            # Suggestions follow the new defaults; scores a teacher set stay as they are.
-            reading_services.exam_resuggest_enqueue(exam=exam)
+        data = form.cleaned_data
+        exam = services.exam_update(exam=exam, **{key: data[key] for key in form.Meta.fields})
         messages.success(request, "Exam settings saved.")
         return redirect(exam)
     return render(request, "grader/exam_form.html", {"form": form, "exam": exam})
@@ -122,6 +118,17 @@ def _import_view(request: HttpRequest, exam_id: int, *, kind: str) -> HttpRespon
     return redirect(page, exam_id=exam.pk)
 
 
+def _record_save(form, save, **where):
+    """``save(**where, **form.cleaned_data)`` for a valid form: the saved record, or None with the form's errors."""
+    if not form.is_valid():
+        return None
+    try:
+        return save(**where, **form.cleaned_data)
+    except services.RecordRefused as refused:
+        form.add_error(None, str(refused))
+        return None
+
+
 @login_required
 def roster(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id)
@@ -129,8 +136,7 @@ def roster(request: HttpRequest, exam_id: int) -> HttpResponse:
     form = StudentForm(request.POST or None, instance=Student(exam=exam))
     if request.method == "POST":
         selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-        if form.is_valid():
-            student = form.save()
+        if student := _record_save(form, services.student_save, exam=exam):
             messages.success(request, f"Added {student.name} ({student.student_id}).")
             return redirect("roster", exam_id=exam.pk)
     context = {
@@ -157,11 +163,10 @@ def student_edit(request: HttpRequest, exam_id: int, student_pk: int) -> HttpRes
     form = StudentForm(request.POST or None, instance=student)
     if request.method == "POST":
         if "delete" in request.POST:
-            student.delete()
+            services.student_delete(student=student)
             messages.success(request, f"Removed {student.name} from the roster.")
             return redirect("roster", exam_id=exam.pk)
-        if form.is_valid():
-            form.save()
+        if _record_save(form, services.student_save, exam=exam, student=student):
             messages.success(request, f"Saved {student.name}.")
             return redirect("roster", exam_id=exam.pk)
     return render(request, "grader/record_form.html", {"exam": exam, "form": form, "record": student, "back": "roster"})
@@ -174,8 +179,7 @@ def answer_key(request: HttpRequest, exam_id: int) -> HttpResponse:
     form = QuestionForm(request.POST or None, instance=Question(exam=exam))
     if request.method == "POST":
         selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-        if form.is_valid():
-            question = form.save()
+        if question := _record_save(form, services.question_save, exam=exam):
             messages.success(request, f"Added {question.label}.")
             return redirect("answer_key", exam_id=exam.pk)
     context = {
@@ -202,13 +206,10 @@ def question_edit(request: HttpRequest, exam_id: int, question_pk: int) -> HttpR
     form = QuestionForm(request.POST or None, instance=question)
     if request.method == "POST":
         if "delete" in request.POST:
-            question.delete()
+            services.question_delete(question=question)
             messages.success(request, f"Removed {question.label} from the answer key.")
             return redirect("answer_key", exam_id=exam.pk)
-        if form.is_valid():
-            form.save()
-            # A changed key answer or maximum changes what is suggested for answers already read.
-            reading_services.questions_resuggest_enqueue(question_ids=[question.pk])
+        if _record_save(form, services.question_save, exam=exam, question=question):
             messages.success(request, f"Saved {question.label}.")
             return redirect("answer_key", exam_id=exam.pk)
     return render(

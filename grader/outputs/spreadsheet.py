@@ -23,7 +23,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from grader.models import Exam, Question
-from grader.spreadsheets import HEADER_FILL
+from grader.sheet_import import HEADER_FILL
 from grader.outputs.selectors import QuestionResult, ScriptResult, questions_graded, script_results, student_results
 from grader.reading.services import reading_best
 from grader.rubrics import selectors as rubric_selectors

@@ -158,9 +158,8 @@ def question_settings(request: HttpRequest, exam_id: int, question_id: int) -> H
     auto = selectors.question_strategy_auto(question=question)
     form = QuestionSettingsForm(request.POST or None, instance=question, auto_strategy=auto)
     if request.method == "POST" and form.is_valid():
-        question = form.save()
-        services.question_resuggest(question_id=question.pk)
-        above = question.answers.filter(score__gt=question.max_score).count()
+        data = form.cleaned_data
+        above = services.question_settings_set(question=question, **{name: data[name] for name in form.Meta.fields})
         messages.success(request, f"Saved {question.label}; suggested scores updated. Teacher scores are unchanged.")
         if above:
             messages.warning(request, f"{counted(above, 'teacher score')} for {question.label} above the new max score.")

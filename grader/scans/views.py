@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 
 from django.contrib import messages
@@ -13,9 +12,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, trigger_client_event
-from PIL import Image
 
 from grader import selectors
+from grader.documents import thumbnail_jpeg
 from grader.forms import PageMoveForm, ScanUploadForm
 from grader.models import ScanUpload
 from grader.uploads import upload_form_read, upload_limit
@@ -24,8 +23,6 @@ from grader.wording import counted
 from . import services
 
 logger = logging.getLogger(__name__)
-
-_THUMB_WIDTH = 320
 
 
 @upload_limit(many=True)
@@ -77,12 +74,8 @@ def image_response(field, *, thumb: bool) -> HttpResponse:
     if not thumb:
         response = FileResponse(field.open("rb"), content_type="image/jpeg" if field.name.endswith(".jpg") else "image/png")
     else:
-        with field.open("rb") as handle, Image.open(handle) as image:
-            image = image.convert("L")
-            image.thumbnail((_THUMB_WIDTH, _THUMB_WIDTH * 2))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=80)
-        response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+        with field.open("rb") as handle:
+            response = HttpResponse(thumbnail_jpeg(handle), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

@@ -52,6 +52,8 @@ def world(exam, teacher):
         pages_done=2,
         uploaded_by=teacher,
     )
+    failed_upload = baker.make(ScanUpload, exam=exam, original_name="broken.pdf", sha256="b" * 64, kind="pdf",
+                               status=ScanUpload.Status.FAILED, error="Processing failed", uploaded_by=teacher)
     script = baker.make(Script, exam=exam, number=1, student=student)
     page = scan_page(exam=exam, upload=upload, source_index=0, script=script, position=0)
     tray_page = scan_page(exam=exam, upload=upload, source_index=1, flag="Left over: not enough pages for a whole script.")
@@ -62,6 +64,7 @@ def world(exam, teacher):
         question=question,
         template_page=template_page,
         upload=upload,
+        failed_upload=failed_upload,
         script=script,
         page=page,
         tray_page=tray_page,
@@ -83,6 +86,7 @@ def url_for(name: str, w) -> str:
         "template_page_image": [w.exam.pk, w.template_page.index],
         "scans_upload": [w.exam.pk],
         "upload_progress": [w.exam.pk, w.upload.pk],
+        "upload_restart": [w.exam.pk, w.failed_upload.pk],
         "page_image": [w.exam.pk, w.page.pk],
         "page_action": [w.exam.pk, w.page.pk, "remove"],
         "script_new": [w.exam.pk],
@@ -116,6 +120,7 @@ def post_data(name: str, w) -> dict:
         "question_edit": lambda: {"delete": "1"},
         "template_upload": lambda: {"file": pdf_upload([layout_page(1, size=SMALL_PAGE)], name="blank.pdf")},
         "scans_upload": lambda: {"files": pdf_upload([layout_page(1, size=SMALL_PAGE)], name="new-scans.pdf")},
+        "upload_restart": lambda: {},
         "page_action": lambda: {},
         "script_new": lambda: {},
         "script_delete": lambda: {},
@@ -131,7 +136,7 @@ def snapshot(exam: Exam) -> dict:
         "students": sorted(exam.students.values_list("student_id", "name")),
         "questions": sorted(exam.questions.values_list("label", "answer")),
         "template": sorted(exam.template_pages.values_list("index", "image")),
-        "uploads": sorted(exam.uploads.values_list("original_name", flat=True)),
+        "uploads": sorted(exam.uploads.values_list("original_name", "status")),
         "scripts": sorted(exam.scripts.values_list("number", "comment")),
         "pages": sorted(exam.pages.values_list("pk", "script_id", "discarded")),
     }
@@ -167,6 +172,7 @@ CHANGES = [
     ("question_edit", "post"),
     ("template_upload", "post"),
     ("scans_upload", "post"),
+    ("upload_restart", "post"),
     ("page_action", "post"),
     ("script_new", "post"),
     ("script_delete", "post"),

@@ -1,4 +1,6 @@
-"""Reading and writing the .xlsx files teachers exchange with markdesk (roster, answer key).
+"""Importing the roster and answer key from .xlsx, and the blank workbooks teachers fill in for it.
+
+Exported workbooks (scores) are ``grader.outputs.spreadsheet``; they share ``HEADER_FILL`` with these.
 
 Headers are matched without regard to case, order, spaces or underscores ("Max score" is MAX_SCORE);
 columns that are not asked for are ignored. Row numbers are the spreadsheet's own (header row is 1
@@ -11,7 +13,7 @@ import io
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
 from xml.etree.ElementTree import ParseError
@@ -33,6 +35,23 @@ class SpreadsheetError(ValueError):
     def __init__(self, problems: Sequence[str]):
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
+
+
+@dataclass
+class ImportSummary:
+    """What an import of the roster or answer key changed, and what it kept that the file left out."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept: list[str] = field(default_factory=list)  # existing entries the file did not mention
+
+    def message(self, noun: str) -> str:
+        text = f"Imported {noun}: {self.created} added, {self.updated} updated, {self.unchanged} unchanged."
+        if self.kept:
+            text += f" {len(self.kept)} already in markdesk but not in the file were kept: {', '.join(self.kept[:10])}"
+            text += "…" if len(self.kept) > 10 else "."
+        return text
 
 
 @dataclass(frozen=True)
