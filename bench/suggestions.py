@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vlm-adapter", default=os.environ.get("VLM_ADAPTER_PATH") or None)
     parser.add_argument("--vlm-scripts", type=int, default=VlmBoxConfig.scripts, help="scripts the VLM is asked about")
     parser.add_argument("--vlm-max-pixels", type=int, help="pixels of each page the model sees (default: the engine's)")
+    parser.add_argument("--vlm-max-new-tokens", type=int, default=2048, help="the length limit of a reply")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.demo
@@ -90,6 +91,7 @@ def _vlm_report(args: argparse.Namespace, *, scripts: list, gold: list[dict], si
     from ml.recognition.vlm import HfGenerator, VlmConfig
 
     config = VlmConfig(model_path=args.vlm_model, adapter_path=args.vlm_adapter, confidence=False,
+                       max_new_tokens=args.vlm_max_new_tokens,
                        **({"max_pixels": args.vlm_max_pixels} if args.vlm_max_pixels else {}))
     loading = time.monotonic()
     generate = hf_box_generate(HfGenerator(config))

@@ -65,11 +65,9 @@ with no text before or after it and no code fences."""
 @dataclass(frozen=True)
 class VlmBoxConfig:
     """``scripts``: how many complete scripts to ask about (each is one model call with all its pages);
-    ``max_new_tokens``: the reply's limit (an HG-Bench list of 15 questions with steps is ~1,500 tokens);
     ``min_iou``: boxes from different scripts pool at this IoU."""
 
     scripts: int = 2
-    max_new_tokens: int = 2048
     min_iou: float = 0.5
 
 
@@ -100,7 +98,8 @@ def reply_boxes(*, reply: str, page_sizes: Sequence[tuple[int, int]]) -> dict[in
     for page, boxes in titles.items():
         width, height = page_sizes[page - 1]
         for x1, y1, x2, y2 in boxes:
-            box = (max(0, math.floor(x1)), max(0, math.floor(y1)), min(width, math.ceil(x2)), min(height, math.ceil(y2)))
+            box = (max(0, math.floor(x1)), max(0, math.floor(y1)),
+                   min(width, math.ceil(x2)), min(height, math.ceil(y2)))
             if box[2] > box[0] and box[3] > box[1]:
                 found.setdefault(page - 1, []).append(box)
     return found
@@ -141,8 +140,9 @@ def boxes_suggest_vlm(*, scripts: Sequence[Sequence[Image.Image]], generate: Box
     return boxes_pool(replies=replies, min_iou=config.min_iou)
 
 
-def hf_box_generate(generator: Any, *, max_new_tokens: int = VlmBoxConfig.max_new_tokens) -> BoxGenerateFn:
-    """A ``BoxGenerateFn`` on a loaded ``HfGenerator``: all pages in one user turn, greedy decoding.
+def hf_box_generate(generator: Any) -> BoxGenerateFn:
+    """A ``BoxGenerateFn`` on a loaded ``HfGenerator``: all pages in one user turn, greedy decoding up to
+    its config's ``max_new_tokens`` (a reply cut off there keeps its complete items, as the evaluator reads it).
 
     The processor resizes each page within the generator's min/max pixels; 0-1000 boxes do not depend on it.
     """
@@ -157,8 +157,8 @@ def hf_box_generate(generator: Any, *, max_new_tokens: int = VlmBoxConfig.max_ne
         inputs = processor(text=[chat], images=[page.convert("RGB") for page in pages], return_tensors="pt")
         inputs = inputs.to(generator.model.device)
         with torch.inference_mode():
-            out = generator.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                           top_p=None, temperature=None, top_k=None)
+            out = generator.model.generate(**inputs, max_new_tokens=generator.config.max_new_tokens,
+                                           do_sample=False, top_p=None, temperature=None, top_k=None)
         ids = out[0, inputs["input_ids"].shape[1]:].tolist()
         length = next((position for position, token in enumerate(ids) if token in generator.stop_ids), len(ids))
         return processor.tokenizer.decode(ids[:length], skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -174,15 +174,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ml.box_suggest_vlm", description=main.__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="Qwen2.5-VL directory (merged fine-tune or base)")
     parser.add_argument("--adapter", help="optional LoRA adapter directory")
-    parser.add_argument("--max-new-tokens", type=int, default=VlmBoxConfig.max_new_tokens)
+    parser.add_argument("--max-new-tokens", type=int, default=2048, help="the reply's limit in tokens")
     parser.add_argument("pages", nargs="+", type=Path, help="page images, page 1 first")
     args = parser.parse_args(argv)
     try:
         pages = [Image.open(path).convert("RGB") for path in args.pages]
     except OSError as error:
         parser.error(str(error))
-    generator = HfGenerator(VlmConfig(model_path=args.model, adapter_path=args.adapter, confidence=False))
-    reply = hf_box_generate(generator, max_new_tokens=args.max_new_tokens)(pages, prompt_build(pages=len(pages)))
+    generator = HfGenerator(VlmConfig(model_path=args.model, adapter_path=args.adapter, confidence=False,
+                                      max_new_tokens=args.max_new_tokens))
+    reply = hf_box_generate(generator)(pages, prompt_build(pages=len(pages)))
     boxes = reply_boxes(reply=reply, page_sizes=[page.size for page in pages])
     print(json.dumps({"reply": reply, "boxes": [{"page": page, "bbox": list(box)} for page, found in
                                                  sorted(boxes.items()) for box in found]}, indent=2))

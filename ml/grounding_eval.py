@@ -539,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m ml.grounding_eval",
         description="HG-Bench grounding metrics, scored as the official evaluate.py does (same files, flags, keys).")
     parser.add_argument("--pred", type=Path, help="predictions JSONL (each line: uuid, predict)")
-    parser.add_argument("--gt", type=Path, help="ground-truth JSONL (each line: uuid, metadata.answer/media_size/media_map)")
+    parser.add_argument("--gt", type=Path,
+                        help="ground-truth JSONL (each line: uuid, metadata.answer/media_size/media_map)")
     parser.add_argument("--combined", type=Path, help="JSONL with both 'answer' (GT) and 'predict' on each line")
     parser.add_argument("--iou-thr", type=float, default=MIN_IOU, help="IoU threshold for a match (default 0.5)")
     parser.add_argument("--step-weight", type=float, default=COMPOSITE_STEP_WEIGHT,

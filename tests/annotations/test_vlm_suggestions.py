@@ -107,9 +107,11 @@ def test_the_suggest_button_runs_the_tiny_vlm_beside_the_ink(scanned_exam, clien
     asked = []
 
     def engine_get(name, **kwargs):
-        # The configured model, seeing pages at the tiny model's size (full pages take minutes on a CPU).
+        # The configured model, seeing pages at the tiny model's size and writing short replies (full pages
+        # and replies take minutes on a CPU).
         asked.append(name)
-        return VlmRecognizer(VlmConfig(model_path=settings.VLM_MODEL_PATH, max_pixels=28 * 28 * 16, confidence=False))
+        return VlmRecognizer(VlmConfig(model_path=settings.VLM_MODEL_PATH, max_pixels=28 * 28 * 16, max_new_tokens=16,
+                                       confidence=False))
 
     monkeypatch.setattr(reading_services, "engine_get", engine_get)
     with django_capture_on_commit_callbacks(execute=True):

@@ -98,8 +98,9 @@ def test_the_tiny_model_answers_a_two_page_prompt_and_its_reply_is_parsed(tmp_pa
     from ml.recognition.vlm_tiny import tiny_model_build
 
     model = tiny_model_build(tmp_path / "tiny")
-    generator = HfGenerator(VlmConfig(model_path=str(model), max_pixels=28 * 28 * 16, confidence=False))
-    generate = hf_box_generate(generator, max_new_tokens=12)
+    generator = HfGenerator(VlmConfig(model_path=str(model), max_pixels=28 * 28 * 16, max_new_tokens=12,
+                                      confidence=False))
+    generate = hf_box_generate(generator)
     pages = [Image.new("RGB", (280, 396), "white"), Image.new("RGB", (280, 396), "white")]
     reply = generate(pages, prompt_build(pages=2))
     assert isinstance(reply, str)
