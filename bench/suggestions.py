@@ -7,8 +7,8 @@ matched greedily at IoU >= 0.5):
 - ink: boxes suggested from the handwriting of up to ``--scripts`` scripts (``ml.suggest``), with
   printed frames and ink only;
 - VLM (only with ``--vlm-model DIR`` or ``VLM_MODEL_PATH``): the pooled boxes of ``--vlm-scripts``
-  scripts (``ml.box_suggest_vlm``), and each script's raw reply scored as its own sample (parse
-  success, F_A, F_S and S-bar over those scripts).
+  scripts as the app suggests them (``ml.box_suggest_vlm``, with its one retry), and each script's
+  first raw reply scored as its own sample (parse success, F_A, F_S and S-bar over those scripts).
 
     python bench/suggestions.py [--demo DIR | --students 30] [--scripts 10] [--vlm-model DIR [--vlm-scripts 2]]
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ml.alignment import page_align, scan_rectify
-from ml.box_suggest_vlm import VlmBoxConfig, boxes_pool, hf_box_generate, prompt_build, reply_boxes
+from ml.box_suggest_vlm import RETRY_REMINDER, VlmBoxConfig, boxes_suggest_vlm, hf_box_generate
 from ml.boxes import AnswerBox, annotations_load, hgbench_dump
 from ml.demo_data import DemoConfig, demo_build
 from ml.grounding_eval import boxes_sample, dataset_scores, scores_report
@@ -95,17 +95,22 @@ def _vlm_report(args: argparse.Namespace, *, scripts: list, gold: list[dict], si
                        **({"max_pixels": args.vlm_max_pixels} if args.vlm_max_pixels else {}))
     loading = time.monotonic()
     generate = hf_box_generate(HfGenerator(config))
+    calls: list[tuple[str, str]] = []
+
+    def recording(pages, text):
+        calls.append((text, generate(pages, text)))
+        return calls[-1][1]
+
     asking = time.monotonic()
-    replies = []
-    for script in scripts:
-        pages = [scan_rectify(scan=scan, alignment=alignment) for scan, alignment in script]
-        replies.append(generate(pages, prompt_build(pages=len(pages))))
+    rectified = [[scan_rectify(scan=scan, alignment=alignment) for scan, alignment in script] for script in scripts]
+    pooled = boxes_suggest_vlm(scripts=rectified, generate=recording, config=VlmBoxConfig(scripts=len(scripts)))
     done = time.monotonic()
-    pooled = boxes_pool(replies=[reply_boxes(reply=reply, page_sizes=sizes) for reply in replies])
     _report(f"VLM {args.vlm_model}, pooled over {len(scripts)} scripts", pooled, gold=gold, sizes=sizes)
-    print(f"\nVLM replies, one sample per script ({len(replies)}), raw replies as the official evaluator reads them")
+    first = [reply for text, reply in calls if not text.endswith(RETRY_REMINDER)]
+    print(f"\nVLM first replies, one sample per script ({len(first)}; {len(calls) - len(first)} asked again), "
+          "read as the official evaluator reads them")
     print(scores_report(dataset_scores(samples=[boxes_sample(gold=gold, pred=reply, page_sizes=sizes)
-                                                for reply in replies])))
+                                                for reply in first])))
     print(f"\nmodel loaded in {asking - loading:.1f}s; {len(scripts)} scripts asked in {done - asking:.1f}s "
           f"({(done - asking) / max(1, len(scripts)):.1f}s each)")
 
