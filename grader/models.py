@@ -15,6 +15,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from ml.similarity import STRATEGIES
+
 RESERVED_LABELS = ("NAME", "ID", "CLASS")
 
 
@@ -149,7 +151,7 @@ class Question(models.Model):
         "similarity",
         max_length=16,
         default="auto",
-        choices=[(s, s.capitalize()) for s in ("auto", "exact", "numeric", "fuzzy", "semantic")],
+        choices=[(s, s.capitalize()) for s in STRATEGIES],
         help_text="How answers are compared with the key; auto chooses from the key's answers.",
     )
     lowest_terms = models.BooleanField(

@@ -181,25 +181,45 @@ def _scripts_zip(*, job: ExportJob, progress: Callable[[int, int], None]) -> tup
     return File(spool), f"{file_stem(job.exam.title)} - scored scripts.zip"
 
 
-def _file_make(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
-    """The file for ``job`` and the name it downloads under."""
-    exam = job.exam
-    title = file_stem(exam.title)
-    if job.kind == Kind.SCRIPT_PDF:
-        [result] = script_results(exam=exam, script_ids=[job.params["script_id"]])
-        progress(0, 1)
-        return ContentFile(pdf.script_pdf(result=result)), f"{title} - {script_pdf_name(result=result)}"
-    if job.kind == Kind.SCRIPTS_ZIP:
-        return _scripts_zip(job=job, progress=progress)
-    if job.kind == Kind.SPREADSHEET:
-        return ContentFile(spreadsheet.scores_workbook(exam=exam)), f"{title} - scores.xlsx"
-    if job.kind == Kind.SAMPLE_REPORT:
-        data = pdf.sample_report_pdf(exam=exam, n=job.params["n"], pass_mark=job.params["pass_mark"], progress=progress)
-        return ContentFile(data), f"{title} - sample report.pdf"
+def _script_pdf(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
+    [result] = script_results(exam=job.exam, script_ids=[job.params["script_id"]])
+    progress(0, 1)
+    return ContentFile(pdf.script_pdf(result=result)), f"{file_stem(job.exam.title)} - {script_pdf_name(result=result)}"
+
+
+def _spreadsheet(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
+    return ContentFile(spreadsheet.scores_workbook(exam=job.exam)), f"{file_stem(job.exam.title)} - scores.xlsx"
+
+
+def _sample_report(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
+    data = pdf.sample_report_pdf(exam=job.exam, n=job.params["n"], pass_mark=job.params["pass_mark"], progress=progress)
+    return ContentFile(data), f"{file_stem(job.exam.title)} - sample report.pdf"
+
+
+def _backup(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
     spool = tempfile.TemporaryFile()
-    backup.exam_backup_write(exam=exam, out=spool, progress=progress)
+    backup.exam_backup_write(exam=job.exam, out=spool, progress=progress)
     spool.seek(0)
-    return File(spool), f"{title} - backup {timezone.localtime():%Y-%m-%d %H%M}.zip"
+    return File(spool), f"{file_stem(job.exam.title)} - backup {timezone.localtime():%Y-%m-%d %H%M}.zip"
+
+
+# How each kind of export is made: (job, progress) -> (file, the name it downloads under). A test
+# checks that every ``ExportJob.Kind`` has its maker.
+FILE_MAKERS: dict[str, Callable[..., tuple[File, str]]] = {
+    Kind.SCRIPT_PDF: _script_pdf,
+    Kind.SCRIPTS_ZIP: _scripts_zip,
+    Kind.SPREADSHEET: _spreadsheet,
+    Kind.SAMPLE_REPORT: _sample_report,
+    Kind.BACKUP: _backup,
+}
+
+
+def _file_make(*, job: ExportJob, progress: Callable[[int, int], None]) -> tuple[File, str]:
+    """The file for ``job`` and the name it downloads under; a kind without a maker is refused."""
+    maker = FILE_MAKERS.get(job.kind)
+    if maker is None:
+        raise ExportRefused(f"markdesk cannot make an export of kind {job.kind!r}.")
+    return maker(job=job, progress=progress)
 
 
 def export_run(*, job_id: int) -> ExportJob | None:
