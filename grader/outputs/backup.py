@@ -31,7 +31,10 @@ the answers' history keeps its author's name as text in ``AnswerChange.by_name``
 or from ``by`` in backups made before that field). The department is matched by name, as a teacher
 may choose any department for an exam. ``ScriptIdentity.candidates`` (``[{"student": roster ID, "score": float}]``)
 names students by their roster ID, which a restore keeps, so it needs no remapping;
-``CompletenessWaiver.object_id`` points at an answer, script or student by kind and is remapped.
+``CompletenessWaiver.object_id`` points at an answer, script or student by kind and is remapped. The
+rubrics the exam's questions are marked by (``COPIED``) travel with it: a restore links to the restoring
+teacher's own rubric of the same name and dimensions when they have one, and makes them a copy otherwise
+(" (restored)" added to a name they already use). The rubric model's suggestions are made again on request.
 """
 
 from __future__ import annotations
@@ -67,6 +70,15 @@ from grader.grading.models import AnswerChange, AnswerGroupOverride, Completenes
 from grader.models import Department, Exam, Question, ScanPage, ScanUpload, Script, Student, TemplatePage, User
 from grader.learning.models import LearningJob
 from grader.reading.models import Answer, BoxFrames, ScriptIdentity
+from grader.rubrics.models import (
+    AnswerFeedback,
+    DimensionScore,
+    FeedbackComment,
+    QuestionRubric,
+    Rubric,
+    RubricDimension,
+    RubricSuggestion,
+)
 from ml import pages as page_tools
 
 from .models import EmailDelivery, ExamEmail, ExportJob
@@ -125,11 +137,20 @@ MODELS: tuple[_Kind, ...] = (
     _Kind(ExamStatus, "exam"),
     _Kind(ExamEmail, "exam"),
     _Kind(EmailDelivery, "exam"),
+    _Kind(Rubric, "question_links__question__exam"),
+    _Kind(RubricDimension, "rubric__question_links__question__exam"),
+    _Kind(QuestionRubric, "question__exam"),
+    _Kind(DimensionScore, "answer__script__exam"),
+    _Kind(FeedbackComment, "question__exam"),
+    _Kind(AnswerFeedback, "answer__script__exam"),
 )
+# Records outside the exam that its records need: the rubrics its questions are marked by (a teacher's,
+# shared by their exams). A restore makes them the restoring teacher's own copies.
+COPIED: tuple[type[models.Model], ...] = (Rubric, RubricDimension)
 # Generated files, made again from the records whenever a teacher asks; the reader's ink frames, a
 # cache made again by reading (a restored exam matches on the readings until then); fine-tuned readers,
 # learned again from the restored corrections on request.
-LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob, BoxFrames, LearningJob)
+LEFT_OUT: tuple[type[models.Model], ...] = (ExportJob, BoxFrames, LearningJob, RubricSuggestion)
 # Records outside the exam, named in the archive by this field; a restore matches departments by it, users never.
 NATURAL_KEYS: dict[type[models.Model], str] = {User: "username", Department: "name"}
 # What ``CompletenessWaiver.object_id`` points at, by waiver kind.
@@ -227,7 +248,8 @@ def exam_backup_write(*, exam: Exam, out: BinaryIO, progress: Callable[[int, int
     dumper = _Dumper()
     sections = []
     for kind in MODELS:
-        records = kind.model.objects.filter(**{kind.exam_lookup: exam.pk}).order_by("pk")
+        # distinct: a rubric marking several of the exam's questions is one record.
+        records = kind.model.objects.filter(**{kind.exam_lookup: exam.pk}).order_by("pk").distinct()
         sections.append({"model": _label(kind.model), "records": [dumper.record(obj) for obj in records]})
     manifest = {
         "format": FORMAT,
@@ -404,6 +426,7 @@ class _Restorer:
         self.written = written  # (storage, name) of every file stored so far, to delete on failure
         self.pks: dict[type[models.Model], dict[int, int]] = {kind.model: {} for kind in MODELS}
         self.people: set[str] = set()  # the usernames the backup links to, none of them linked here
+        self.reused: set[tuple[type[models.Model], Any]] = set()  # records linked to existing ones (rubric_reuse)
         self._natural: dict[tuple[type[models.Model], str], int | None] = {}
 
     def natural(self, model: type[models.Model], key: Any) -> int | None:
@@ -446,6 +469,41 @@ class _Restorer:
         return {"title": candidate, "owner_id": self.owner.pk,
                 "department_id": department_pk if department_pk is not None else self.owner.department_id}
 
+    def rubric_reuse(self, by_label: dict[str, list[dict]]) -> None:
+        """Map each rubric of the backup to the restoring teacher's rubric of the same name and the same
+        dimensions (names, max points, levels), when they have one: the exam links to it and no copy is made."""
+        dimensions = by_label.get(_label(RubricDimension), [])
+        for record in by_label.get(_label(Rubric), []):
+            fields = record["fields"]
+            existing = Rubric.objects.filter(owner=self.owner, name=fields.get("name")).first()
+            if existing is None:
+                continue
+            mine = {d.name: d for d in existing.dimensions.all()}
+            theirs = [d for d in dimensions if d["fields"].get("rubric") == record["pk"]]
+            try:
+                same = len(theirs) == len(mine) and all(
+                    d["fields"].get("name") in mine
+                    and mine[d["fields"]["name"]].max_points == Decimal(str(d["fields"].get("max_points")))
+                    and mine[d["fields"]["name"]].levels == d["fields"].get("levels")
+                    for d in theirs)
+            except (ArithmeticError, TypeError, ValueError):
+                same = False  # a malformed record: the generic restore refuses it
+            if same:
+                self.pks[Rubric][record["pk"]] = existing.pk
+                for d in theirs:
+                    self.pks[RubricDimension][d["pk"]] = mine[d["fields"]["name"]].pk
+                self.reused.update({(Rubric, record["pk"]), *((RubricDimension, d["pk"]) for d in theirs)})
+
+    def _rubric_fields(self, fields: dict) -> dict:
+        """A copy for the restoring teacher, named apart from the rubrics they have."""
+        name = str(fields.get("name") or "Restored rubric")[:200]
+        taken = set(Rubric.objects.filter(owner=self.owner, name__startswith=name[:180]).values_list("name", flat=True))
+        candidate, n = name, 1
+        while candidate in taken:
+            suffix = " (restored)" if n == 1 else f" (restored {n})"
+            candidate, n = name[: 200 - len(suffix)] + suffix, n + 1
+        return {"name": candidate, "owner_id": self.owner.pk}
+
     def _change_fields(self, fields: dict) -> dict:
         name = next((value for value in (fields.get("by_name"), fields.get("by")) if isinstance(value, str) and value), "")
         return {"by_name": name[:150]}
@@ -461,7 +519,8 @@ class _Restorer:
         return {"object_id": new_pk}
 
     def build(self, model: type[models.Model], fields: dict) -> models.Model | None:
-        hooks = {Exam: self._exam_fields, AnswerChange: self._change_fields, CompletenessWaiver: self._waiver_fields}
+        hooks = {Exam: self._exam_fields, AnswerChange: self._change_fields, CompletenessWaiver: self._waiver_fields,
+                 Rubric: self._rubric_fields}
         overrides = hooks.get(model, lambda _: {})(fields)
         if overrides is None:
             return None
@@ -499,7 +558,7 @@ class _Restorer:
 
     def model_restore(self, model: type[models.Model], records: list[dict]) -> None:
         self_links = [f.name for f in _data_fields(model) if f.is_relation and f.related_model is model]
-        pending = records
+        pending = [record for record in records if (model, record.get("pk")) not in self.reused]
         while pending:
             # Records whose own-model links are already made go in first (a step box after its parent).
             made = self.pks[model]
@@ -593,6 +652,7 @@ def _insert(model: type[models.Model], objs: list[models.Model]) -> None:
 
 @transaction.atomic
 def _records_restore(*, restorer: _Restorer, by_label: dict[str, list[dict]]) -> Exam:
+    restorer.rubric_reuse(by_label)
     for kind in MODELS:
         try:
             restorer.model_restore(kind.model, by_label.get(_label(kind.model), []))

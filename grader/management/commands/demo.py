@@ -6,7 +6,8 @@ an exam ready to grade. A second exam, ``GRADED_TITLE``, is that exam backed up,
 way a careful teacher would (every script's student confirmed, every misread text corrected, every answer
 scored from the generator's truth, absent students waived, a few comments) and marked finished, so the
 outputs, and learning from the corrections, can be tried at once. In both, Q11 is marked by a rubric (the
-answer key's RUBRIC sheet) with a comment bank; the graded copy scores it by dimension, with a comment.
+answer key's RUBRIC sheet) with a comment bank (the backup carries both to the graded copy); the graded
+copy scores it by dimension, with a comment.
 """
 
 from __future__ import annotations
@@ -100,8 +101,7 @@ class Command(BaseCommand):
                 f"{exam.scripts.count()} scripts matched to students, in {time.monotonic() - started:.1f}s."
             )
         )
-        graded = self._graded_copy(exam=exam, truth=json.loads((folder / "truth.json").read_text()), teacher=teacher,
-                                   folder=folder)
+        graded = self._graded_copy(exam=exam, truth=json.loads((folder / "truth.json").read_text()), teacher=teacher)
         self.stdout.write(self.style.SUCCESS(f"Loaded {graded.title} (exam {graded.pk}): graded and finished."))
 
     def _rubric_question(self, *, exam: Exam, folder: Path, teacher: User) -> None:
@@ -111,7 +111,7 @@ class Command(BaseCommand):
         for text in RUBRIC_COMMENTS:
             rubrics.comment_add(question_id=question.pk, text=text)
 
-    def _graded_copy(self, *, exam: Exam, truth: dict, teacher: User, folder: Path) -> Exam:
+    def _graded_copy(self, *, exam: Exam, truth: dict, teacher: User) -> Exam:
         """A copy of ``exam`` graded from the generator's truth and finished (see the module docstring)."""
         with tempfile.TemporaryFile() as archive:
             exam_backup_write(exam=exam, out=archive)
@@ -120,7 +120,6 @@ class Command(BaseCommand):
         Exam.objects.filter(pk=graded.pk).update(title=GRADED_TITLE)
         graded.refresh_from_db()
         graded.co_markers.set(exam.co_markers.all())  # a restore leaves its owner the only marker
-        self._rubric_question(exam=graded, folder=folder, teacher=teacher)  # backups do not hold rubrics
         students = {student.student_id: student for student in graded.students.all()}
         scripts = list(graded.scripts.order_by("number"))  # numbered in scan order, as truth lists them
         totals = {}

@@ -30,9 +30,18 @@ from annotations.services import box_save
 from grader.grading.models import AnswerChange, AnswerGroupOverride, CompletenessWaiver, ExamStatus
 from grader.grading.services import change_revert, score_set
 from grader.models import Department, Exam, ScanPage, Script, TemplatePage, User
-from grader.outputs.backup import LEFT_OUT, MODELS, WAIVER_TARGETS, BackupRejected, exam_backup_write, exam_restore
+from grader.outputs.backup import (
+    COPIED,
+    LEFT_OUT,
+    MODELS,
+    WAIVER_TARGETS,
+    BackupRejected,
+    exam_backup_write,
+    exam_restore,
+)
 from grader.outputs.models import EmailDelivery, ExamEmail
 from grader.reading.models import Answer, ScriptIdentity
+from grader.rubrics.models import AnswerFeedback, DimensionScore, FeedbackComment, QuestionRubric, Rubric
 from tests.conftest import layout_page, pdf_bytes
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +93,16 @@ def full_exam(scored_exam, teacher, other_teacher):
         (CompletenessWaiver.Kind.ABSENT, exam.students.get(student_id="S7").pk),
     ):
         CompletenessWaiver.objects.create(exam=exam, kind=kind, object_id=object_id, by=teacher, reason=f"{kind}: fine")
+    # Q3 marked by a rubric (the teacher's own, outside the exam): a dimension score, a bank comment, feedback.
+    rubric = Rubric.objects.create(owner=teacher, name="Working")
+    dimension = rubric.dimensions.create(name="Method", max_points=Decimal("1"),
+                                         levels=[{"points": "1", "label": "clear", "description": "every step"}])
+    q3 = exam.questions.get(label="Q3")
+    QuestionRubric.objects.create(question=q3, rubric=rubric, task="Show your working.")
+    rubric_answer = Answer.objects.filter(question=q3).first()
+    DimensionScore.objects.create(answer=rubric_answer, dimension=dimension, points=Decimal("1"))
+    comment = FeedbackComment.objects.create(question=q3, number=1, text="Show every step.")
+    AnswerFeedback.objects.create(answer=rubric_answer, text="Neat.", by=teacher).comments.set([comment])
     ExamStatus.objects.create(exam=exam, finished_at=timezone.now(), finished_by=teacher)
     ExamEmail.objects.create(exam=exam, subject="Your {exam} result", body="Dear {name}, {total}/{max}.",
                              tested_digest="d" * 64, tested_at=timezone.now(), tested_to="teacher@example.org")
@@ -218,7 +237,7 @@ def test_every_kind_of_exam_record_is_backed_up_or_deliberately_left_out():
             if model not in belongs and links & belongs and model not in outside:
                 belongs.add(model)
                 changed = True
-    assert belongs == {kind.model for kind in MODELS} | set(LEFT_OUT)
+    assert belongs | set(COPIED) == {kind.model for kind in MODELS} | set(LEFT_OUT)
 
 
 def test_a_backup_holds_a_manifest_the_records_and_every_stored_file(full_exam):
