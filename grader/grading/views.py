@@ -76,6 +76,12 @@ def _score_parse(raw: str) -> Decimal | None:
     return value
 
 
+def _rubric_refuse(question_id: int) -> None:
+    """A rubric question is scored by dimension (``grading_rubric``): a bare total would leave them out."""
+    if rubric_selectors.question_has_rubric(question_id=question_id):
+        raise services.ScoreRefused("This question is marked by a rubric: score each of its dimensions.")
+
+
 def _version(request: HttpRequest) -> int:
     version = whole_number_parse(request.POST.get("version", ""))
     return -1 if version is None else version
@@ -253,6 +259,7 @@ def grading_score(request: HttpRequest, exam_id: int, answer_id: int) -> HttpRes
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     answer = _answer_get(exam, answer_id)
     try:
+        _rubric_refuse(answer.question_id)
         score = _score_parse(request.POST.get("score", ""))
         answer = services.score_set(answer_id=answer.pk, score=score, expected_version=_version(request), user=request.user)
     except services.StaleAnswer as stale:
@@ -384,6 +391,7 @@ def grading_group_score(request: HttpRequest, exam_id: int, question_id: int) ->
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     question = reading_selectors.question_get(exam=exam, question_id=question_id)
     try:
+        _rubric_refuse(question.pk)
         score = _score_parse(request.POST.get("score", ""))
         result = services.group_score_set(question_id=question.pk, group_key=request.POST.get("group", ""), score=score,
                                           user=request.user, expected_versions=_versions(request.POST.get("versions", "")))

@@ -146,3 +146,7 @@ def script_feedback_text(*, labelled_answers: Iterable[tuple[str, int]]) -> str:
     results = answers_rubric_results(answer_ids=[answer_id for _, answer_id in pairs])
     return "\n\n".join(f"{label} ({results[answer_id].breakdown}): {results[answer_id].feedback}"
                        for label, answer_id in pairs if answer_id in results and results[answer_id].feedback)
+
+
+def question_has_rubric(*, question_id: int) -> bool:
+    return QuestionRubric.objects.filter(question_id=question_id).exists()

@@ -153,3 +153,15 @@ def test_another_teachers_rubric_cannot_be_chosen(client_for, other_teacher, tea
     response = client_for(other_teacher).post(reverse("question_rubric", args=[mine.pk, question.pk]),
                                               {"action": "choose", "rubric": str(rubric.pk)})
     assert response.status_code == 422 and "No such rubric among yours" in response.content.decode()
+
+
+def test_a_bare_total_or_a_group_score_is_refused_on_a_rubric_question(client_for, teacher, exam, essay, essay_answers):
+    answer = essay_answers[0]
+    client = client_for(teacher, htmx=True)
+    response = client.post(reverse("grading_score", args=[exam.pk, answer.pk]), {"version": answer.version, "score": "5"})
+    assert response.status_code == 422 and "score each of its dimensions" in response.content.decode()
+    response = client.post(reverse("grading_group_score", args=[exam.pk, essay.pk]),
+                           {"group": "x", "versions": f"{answer.pk}:{answer.version}", "score": "5"})
+    assert response.status_code == 422
+    answer.refresh_from_db()
+    assert answer.score is None
