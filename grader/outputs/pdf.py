@@ -112,7 +112,7 @@ class _Ink:
         # Solid print (a shaded block, a logo) is not a rule: runs that are thick as well as long stay ink.
         solid = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))
         ink = dark & (1 - (cv2.dilate(rules, np.ones((3, 3), np.uint8)) & (1 - solid)))
-        self.sums = np.pad(ink.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        self.sums = cv2.integral(ink)  # (h + 1) x (w + 1), a zero first row and column
         self.scale, self.offset_x, self.offset_y = scale, offset_x, offset_y
 
     def share(self, left: float, top: float, right: float, bottom: float) -> float:
