@@ -115,7 +115,24 @@ def _import_view(request: HttpRequest, exam_id: int, *, kind: str) -> HttpRespon
         }
         return redirect(page, exam_id=exam.pk)
     messages.success(request, summary.message(noun))
+    if kind == "key":
+        _rubric_sheet_import(request, exam, form.cleaned_data["file"])
     return redirect(page, exam_id=exam.pk)
+
+
+def _rubric_sheet_import(request: HttpRequest, exam, file) -> None:
+    """The answer-key spreadsheet's RUBRIC sheet, when it has one: its questions are marked by rubrics."""
+    from grader.rubrics.sheets import RubricSheetError, rubric_sheet_import
+
+    file.seek(0)
+    try:
+        labels = rubric_sheet_import(exam=exam, user=request.user, data=file.read())
+    except RubricSheetError as refused:
+        for problem in refused.problems[:20]:
+            messages.error(request, problem)
+        return
+    if labels:
+        messages.success(request, f"RUBRIC sheet: {', '.join(labels)} marked by a rubric.")
 
 
 def _record_save(form, save, **where):

@@ -80,3 +80,23 @@ def test_a_workbook_without_a_rubric_sheet_or_not_a_workbook_is_refused_with_a_m
                                                         follow=True).content.decode()
     response = client.post(url, {"file": SimpleUploadedFile("key.xlsx", b"not a workbook")}, follow=True)
     assert response.status_code == 200 and "not an Excel .xlsx workbook" in response.content.decode()
+
+
+def test_the_answer_key_spreadsheet_brings_its_rubric_sheet_along(client_for, teacher, exam):
+    workbook = Workbook()
+    key = workbook.active
+    key.title = "Answers"
+    key.append(["QUESTION", "ANSWER", "MAX_SCORE"])
+    key.append(["Q1", "42", 1])
+    key.append(["Q5", "", 6])
+    rubric = workbook.create_sheet("RUBRIC")
+    for row in (HEADER, ["Q5", "Explain", "Explain why.", "Content", 4, ""], ["Q5", "Explain", "", "Language", 2, ""]):
+        rubric.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    response = client_for(teacher).post(reverse("answer_key_import", args=[exam.pk]),
+                                        {"file": SimpleUploadedFile("key.xlsx", buffer.getvalue())}, follow=True)
+    assert "RUBRIC sheet: Q5 marked by a rubric" in response.content.decode()
+    q5 = exam.questions.get(label="Q5")
+    assert q5.rubric_link.rubric.name == "Explain" and q5.max_score == Decimal("6")
+    assert not hasattr(exam.questions.get(label="Q1"), "rubric_link")
