@@ -48,11 +48,11 @@ def editor_state(*, exam: Exam) -> dict:
         ],
         "boxes": [box_as_dict(box) for box in exam.boxes.order_by("page", "parent_id", "order", "y1", "x1")],
         "labels": [*RESERVED_LABELS, *exam.questions.values_list("label", flat=True)],
-        "suggestions": suggestions_labelled(exam=exam),
+        "suggestions": box_suggestions_labelled(exam=exam),
     }
 
 
-def suggestions_labelled(*, exam: Exam) -> list[dict]:
+def box_suggestions_labelled(*, exam: Exam) -> list[dict]:
     """Pending suggestions in reading order (page, top to bottom, left to right), each with the label
     it most likely takes: the labels not boxed yet, NAME, ID and CLASS first and then the answer key's
     questions in order, handed out in that order. When there are exactly as many suggestions as

@@ -23,7 +23,7 @@ from grader.models import RESERVED_LABELS, Exam, Question, Script, User
 from grader.reading.models import Answer
 from ml import boxes as box_tools
 from ml.alignment import Alignment, alignment_from_dict
-from ml.suggest import boxes_suggest
+from ml.box_suggest import boxes_suggest
 from grader.wording import counted
 
 from .models import AnswerBox, BoxAdjustment, SuggestedBox
@@ -300,16 +300,16 @@ def adjustment_reset(*, script: Script, box: AnswerBox) -> None:
 # ---------------------------------------------------------------- suggested boxes
 
 
-def suggestions_enqueue(*, exam: Exam) -> None:
+def box_suggestions_enqueue(*, exam: Exam) -> None:
     """Ink suggestions on a CPU worker, and the VLM's on a ``vlm`` worker when a model is configured."""
-    from .tasks import suggestions_compute_task, vlm_suggestions_compute_task
+    from .tasks import box_suggestions_compute_task, vlm_box_suggestions_compute_task
 
-    transaction.on_commit(lambda: suggestions_compute_task.delay(exam.pk))
+    transaction.on_commit(lambda: box_suggestions_compute_task.delay(exam.pk))
     if settings.VLM_MODEL_PATH:
-        transaction.on_commit(lambda: vlm_suggestions_compute_task.delay(exam.pk))
+        transaction.on_commit(lambda: vlm_box_suggestions_compute_task.delay(exam.pk))
 
 
-def suggestion_scripts(*, exam: Exam, pages: int, limit: int) -> list[list[tuple[Image.Image, Alignment]]]:
+def box_suggestion_scripts(*, exam: Exam, pages: int, limit: int) -> list[list[tuple[Image.Image, Alignment]]]:
     """The first ``limit`` scripts with all ``pages`` template pages aligned: item i of a script shows template page i."""
     scripts = []
     for script in exam.scripts.order_by("number"):
@@ -328,7 +328,7 @@ def suggestion_scripts(*, exam: Exam, pages: int, limit: int) -> list[list[tuple
     return scripts
 
 
-def suggestions_store(*, exam: Exam, found: Sequence, sources: Sequence[str]) -> int:
+def box_suggestions_store(*, exam: Exam, found: Sequence, sources: Sequence[str]) -> int:
     """Replace the pending suggestions of ``sources`` with ``found`` (each with page, bbox, score, source),
     skipping those that overlap an existing box."""
     existing = [(box.page, box.bbox) for box in exam.boxes.filter(parent=None)]
@@ -347,7 +347,7 @@ def suggestions_store(*, exam: Exam, found: Sequence, sources: Sequence[str]) ->
     return created
 
 
-def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
+def box_suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
     """Find handwriting on up to ``script_limit`` aligned scripts and store candidate boxes (template px).
 
     Replaces earlier pending ink and frame suggestions; candidates that overlap an existing box are skipped.
@@ -357,13 +357,13 @@ def suggestions_compute(*, exam_id: int, script_limit: int = 8) -> int:
     for page in exam.template_pages.order_by("index"):
         with page.image.open("rb") as handle:
             templates.append(Image.open(handle).convert("RGB"))
-    scripts = suggestion_scripts(exam=exam, pages=len(templates), limit=script_limit)
+    scripts = box_suggestion_scripts(exam=exam, pages=len(templates), limit=script_limit)
     found = boxes_suggest(template_pages=templates, scripts=scripts)
-    return suggestions_store(exam=exam, found=found, sources=["frame", "ink"])
+    return box_suggestions_store(exam=exam, found=found, sources=["frame", "ink"])
 
 
 @transaction.atomic
-def suggestion_decide(
+def box_suggestion_decide(
     *, suggestion: SuggestedBox, accept: bool, label: str, bbox: Sequence[float] | None, user: User | None,
     add_question: bool = False,
 ) -> AnswerBox | None:

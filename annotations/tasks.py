@@ -8,13 +8,13 @@ from . import services
 
 
 @shared_task(base=WorkTask)
-def suggestions_compute_task(exam_id: int) -> int:
-    return services.suggestions_compute(exam_id=exam_id)
+def box_suggestions_compute_task(exam_id: int) -> int:
+    return services.box_suggestions_compute(exam_id=exam_id)
 
 
 @shared_task(base=WorkTask)
-def vlm_suggestions_compute_task(exam_id: int) -> int:
+def vlm_box_suggestions_compute_task(exam_id: int) -> int:
     """On a GPU worker (routed to `vlm`): the VLM's box suggestions (``annotations.vlm_suggestions``)."""
-    from .vlm_suggestions import vlm_suggestions_compute
+    from .vlm_suggestions import vlm_box_suggestions_compute
 
-    return vlm_suggestions_compute(exam_id=exam_id)
+    return vlm_box_suggestions_compute(exam_id=exam_id)

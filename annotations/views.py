@@ -231,7 +231,7 @@ def script_box_adjust(request: HttpRequest, exam_id: int, number: int, box_id: i
 @require_POST
 def suggestions_start(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-    services.suggestions_enqueue(exam=exam)
+    services.box_suggestions_enqueue(exam=exam)
     messages.info(request, "Looking for handwriting on the scripts; suggested boxes appear here in a moment.")
     return redirect("box_editor", exam_id=exam.pk)
 
@@ -244,7 +244,7 @@ def suggestion_decide(request: HttpRequest, exam_id: int, suggestion_id: int) ->
     suggestion = get_object_or_404(SuggestedBox, exam=exam, pk=suggestion_id, status=SuggestedBox.Status.PENDING)
     try:
         body = _json_body(request)
-        box = services.suggestion_decide(
+        box = services.box_suggestion_decide(
             suggestion=suggestion,
             accept=bool(body.get("accept")),
             label=str(body.get("label") or ""),

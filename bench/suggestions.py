@@ -4,7 +4,7 @@ Aligns the demo scans to the template and scores, against the demo's boxes (``an
 a teacher ends up with), with ``ml.grounding_eval`` (the official HG-Bench rules, one sample, pages
 matched greedily at IoU >= 0.5):
 
-- ink: boxes suggested from the handwriting of up to ``--scripts`` scripts (``ml.suggest``), with
+- ink: boxes suggested from the handwriting of up to ``--scripts`` scripts (``ml.box_suggest``), with
   printed frames and ink only;
 - VLM (only with ``--vlm-model DIR`` or ``VLM_MODEL_PATH``): the pooled boxes of ``--vlm-scripts``
   scripts as the app suggests them (``ml.box_suggest_vlm``, with its one retry), and each script's
@@ -29,7 +29,7 @@ from ml.boxes import AnswerBox, annotations_load, hgbench_dump
 from ml.demo_data import DemoConfig, demo_build
 from ml.grounding_eval import boxes_sample, dataset_scores, scores_report
 from ml.pages import document_pages
-from ml.suggest import SuggestConfig, boxes_suggest
+from ml.box_suggest import SuggestConfig, boxes_suggest
 
 _MAX_PIXELS = 50_000_000
 

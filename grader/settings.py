@@ -251,7 +251,7 @@ CELERY_TASK_ROUTES = {
     "grader.reading.tasks.script_read_task": {"queue": "ocr"},
     "grader.reading.tasks.script_box_read_task": {"queue": "ocr"},
     "grader.reading.tasks.scripts_read_vlm_task": {"queue": "vlm"},
-    "annotations.tasks.vlm_suggestions_compute_task": {"queue": "vlm"},
+    "annotations.tasks.vlm_box_suggestions_compute_task": {"queue": "vlm"},
     "grader.rubrics.tasks.*": {"queue": "vlm"},
     "grader.reading.tasks.*": {"queue": "default"},
     "grader.outputs.tasks.*": {"queue": "default"},

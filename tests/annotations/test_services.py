@@ -30,7 +30,7 @@ def scanned_exam(exam, teacher, demo_folder_for):
 
 
 def test_suggested_boxes_from_the_scans_cover_the_demo_answer_boxes(scanned_exam):
-    created = box_services.suggestions_compute(exam_id=scanned_exam.pk)
+    created = box_services.box_suggestions_compute(exam_id=scanned_exam.pk)
 
     true_boxes = [
         (int(page), (b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]))
@@ -48,7 +48,7 @@ def test_suggested_boxes_from_the_scans_cover_the_demo_answer_boxes(scanned_exam
 def test_suggestions_overlapping_existing_boxes_are_not_offered_again(scanned_exam, teacher):
     box_services.boxes_import(exam=scanned_exam, fmt="annotations", data=_demo_annotations_json(), user=teacher)
 
-    assert box_services.suggestions_compute(exam_id=scanned_exam.pk) == 0
+    assert box_services.box_suggestions_compute(exam_id=scanned_exam.pk) == 0
 
 
 def _demo_annotations_json() -> str:

@@ -479,7 +479,7 @@ def test_suggestions_are_labelled_in_reading_order_from_the_answer_key(exam, pag
     made = [baker.make(SuggestedBox, exam=exam, page=page, x1=x, y1=y, x2=x + 200, y2=y + 60, source="frame")
             for page, x, y in ((1, 100, 300), (0, 700, 150), (0, 100, 152), (0, 100, 400))]
 
-    labels = {s["id"]: s["label"] for s in selectors.suggestions_labelled(exam=exam)}
+    labels = {s["id"]: s["label"] for s in selectors.box_suggestions_labelled(exam=exam)}
 
     assert [labels[s.pk] for s in made] == ["Q2", "CLASS", "ID", "Q1"]
 
@@ -488,7 +488,7 @@ def test_suggestions_as_many_as_the_questions_left_take_the_questions(exam, page
     baker.make(Question, exam=exam, label="Q1", order=1)
     only = baker.make(SuggestedBox, exam=exam, page=0, x1=100, y1=400, x2=300, y2=460, source="frame")
 
-    assert selectors.suggestions_labelled(exam=exam) == [
+    assert selectors.box_suggestions_labelled(exam=exam) == [
         {"id": only.pk, "page": 0, "bbox": [100, 400, 300, 460], "score": only.score, "source": "frame", "label": "Q1"}
     ]
 
@@ -506,7 +506,7 @@ def test_asking_for_suggestions_queues_the_search(owner, exam, pages, monkeypatc
     from annotations import services
 
     asked = []
-    monkeypatch.setattr(services, "suggestions_enqueue", lambda *, exam: asked.append(exam.pk))
+    monkeypatch.setattr(services, "box_suggestions_enqueue", lambda *, exam: asked.append(exam.pk))
 
     response = owner.post(reverse("suggestions_start", args=[exam.pk]), follow=True)
 

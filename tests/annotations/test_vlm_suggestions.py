@@ -11,7 +11,7 @@ from django.urls import reverse
 from annotations import selectors
 from annotations import services as box_services
 from annotations.models import SuggestedBox
-from annotations.vlm_suggestions import vlm_suggestions_compute
+from annotations.vlm_suggestions import vlm_box_suggestions_compute
 from grader import services
 from grader.reading import services as reading_services
 from grader.scans import services as scans
@@ -51,7 +51,7 @@ class KnownReply:
 
 def test_a_known_reply_becomes_vlm_suggestions_on_the_true_boxes(scanned_exam):
     model = KnownReply()
-    created = vlm_suggestions_compute(exam_id=scanned_exam.pk, generate=model, config=VlmBoxConfig(scripts=2))
+    created = vlm_box_suggestions_compute(exam_id=scanned_exam.pk, generate=model, config=VlmBoxConfig(scripts=2))
 
     sizes = [(page.width, page.height) for page in scanned_exam.template_pages.order_by("index")]
     # Two scripts, each one call with all its pages in the template frame.
@@ -64,11 +64,11 @@ def test_a_known_reply_becomes_vlm_suggestions_on_the_true_boxes(scanned_exam):
 
 
 def test_vlm_and_ink_suggestions_stand_side_by_side_in_the_editor(scanned_exam, client_for, teacher):
-    box_services.suggestions_compute(exam_id=scanned_exam.pk)
+    box_services.box_suggestions_compute(exam_id=scanned_exam.pk)
     ink = SuggestedBox.objects.filter(exam=scanned_exam).count()
-    vlm_suggestions_compute(exam_id=scanned_exam.pk, generate=KnownReply())
+    vlm_box_suggestions_compute(exam_id=scanned_exam.pk, generate=KnownReply())
     # Running the ink again replaces only its own pending suggestions.
-    box_services.suggestions_compute(exam_id=scanned_exam.pk)
+    box_services.box_suggestions_compute(exam_id=scanned_exam.pk)
 
     state = selectors.editor_state(exam=scanned_exam)
     sources = [s["source"] for s in state["suggestions"]]
@@ -79,11 +79,11 @@ def test_vlm_and_ink_suggestions_stand_side_by_side_in_the_editor(scanned_exam, 
 
 def test_vlm_suggestions_overlapping_existing_boxes_are_not_offered(scanned_exam, teacher):
     box_services.boxes_import(exam=scanned_exam, fmt="annotations", data=json.dumps(demo_annotations()), user=teacher)
-    assert vlm_suggestions_compute(exam_id=scanned_exam.pk, generate=KnownReply()) == 0
+    assert vlm_box_suggestions_compute(exam_id=scanned_exam.pk, generate=KnownReply()) == 0
 
 
 def test_a_vlm_suggestion_is_accepted_like_any_other(scanned_exam, client_for, teacher):
-    vlm_suggestions_compute(exam_id=scanned_exam.pk, generate=KnownReply())
+    vlm_box_suggestions_compute(exam_id=scanned_exam.pk, generate=KnownReply())
     first = selectors.editor_state(exam=scanned_exam)["suggestions"][0]
     response = client_for(teacher).post(reverse("suggestion_decide", args=[scanned_exam.pk, first["id"]]),
                                         data=json.dumps({"accept": True, "label": first["label"]}),
@@ -94,7 +94,7 @@ def test_a_vlm_suggestion_is_accepted_like_any_other(scanned_exam, client_for, t
 
 def test_without_a_complete_aligned_script_nothing_is_asked(exam):
     model = KnownReply()
-    assert vlm_suggestions_compute(exam_id=exam.pk, generate=model) == 0
+    assert vlm_box_suggestions_compute(exam_id=exam.pk, generate=model) == 0
     assert model.calls == []
 
 
@@ -125,6 +125,6 @@ def test_the_suggest_button_runs_the_tiny_vlm_beside_the_ink(scanned_exam, clien
 def test_the_vlm_task_is_routed_to_the_gpu_workers_queue():
     from grader.celery import app
 
-    route = app.amqp.router.route({}, "annotations.tasks.vlm_suggestions_compute_task")
+    route = app.amqp.router.route({}, "annotations.tasks.vlm_box_suggestions_compute_task")
     assert route["queue"].name == "vlm"
-    assert app.amqp.router.route({}, "annotations.tasks.suggestions_compute_task")["queue"].name == "default"
+    assert app.amqp.router.route({}, "annotations.tasks.box_suggestions_compute_task")["queue"].name == "default"

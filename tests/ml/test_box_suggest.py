@@ -13,7 +13,7 @@ from ml.boxes import box_area, box_clip, box_iou
 from ml.demo_data import HAND_FONTS, DemoConfig, demo_build
 from ml.grounding_eval import boxes_match
 from ml.pages import document_pages
-from ml.suggest import SuggestConfig, SuggestedBox, boxes_suggest
+from ml.box_suggest import SuggestConfig, SuggestedBox, boxes_suggest
 
 MAX_PIXELS = 50_000_000
 A4 = (1240, 1754)
