@@ -37,6 +37,7 @@ from grader.outputs import services as outputs
 from grader.outputs.models import EmailDelivery, ExportJob
 from grader.reading.models import Answer, ScriptIdentity
 from grader.scans import services as scans
+from tests.conftest import layout_page, pdf_upload
 from tests.grader.outputs.conftest import scored_exam  # noqa: F401 (a fixture)
 from tests.grader.test_worker import _database_url, not_eager  # noqa: F401 (a fixture)
 
@@ -166,24 +167,48 @@ def test_an_export_killed_midway_is_made_again_and_done_once(scored_exam, teache
     assert [path.name for path in exports.iterdir()] == [Path(job.file.name).name]
 
 
+def _terminate_connections(times: int = 20, every_s: float = 0.3) -> int:
+    """Terminate every other connection to the test database (the workers'), ``times`` times."""
+    terminated = 0
+    with connection.cursor() as cursor:
+        for _ in range(times):
+            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            terminated += cursor.fetchone()[0]
+            time.sleep(every_s)
+    return terminated
+
+
 def test_an_export_whose_database_connection_keeps_dropping_is_retried_and_done(scored_exam, teacher, start_worker):
     job = outputs.export_create(exam=scored_exam, kind=ExportJob.Kind.SCRIPTS_ZIP, params={}, user=teacher)
     worker = start_worker()
     _wait(lambda: ExportJob.objects.filter(pk=job.pk, status=Status.RUNNING).exists(), "Never saw the export running",
           worker, every_s=0.05)
 
-    terminated = 0
-    with connection.cursor() as cursor:
-        for _ in range(20):  # every 0.3 s for 6 s: the worker's connections, not this one
-            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            terminated += cursor.fetchone()[0]
-            time.sleep(0.3)
+    terminated = _terminate_connections()  # every 0.3 s for 6 s
 
     _wait(lambda: ExportJob.objects.get(pk=job.pk).finished, "The export did not finish", worker)
     job.refresh_from_db()
     assert terminated and job.status == Status.DONE and job.file, job.error
     assert "OperationalError" in worker.text() or "InterfaceError" in worker.text()
+
+
+def test_an_upload_whose_database_connection_keeps_dropping_is_processed_once(exam, teacher, template_pdf, start_worker):
+    services.template_upload(exam=exam, file=template_pdf)
+    upload = scans.scan_files_accept(exam=exam, files=[pdf_upload([layout_page(1), layout_page(2)] * 3)],
+                                     user=teacher).accepted[0]
+    scans.scan_upload_enqueue(upload=upload)
+    worker = start_worker()
+    _wait(lambda: ScanUpload.objects.filter(pk=upload.pk, status=ScanUpload.Status.PROCESSING).exists(),
+          "Never saw the upload processing", worker, every_s=0.05)
+
+    terminated = _terminate_connections()
+
+    _wait(lambda: ScanUpload.objects.get(pk=upload.pk).finished, "The upload was not processed", worker)
+    upload.refresh_from_db()
+    assert terminated and upload.status == ScanUpload.Status.DONE, upload.error
+    assert sorted(exam.scripts.values_list("number", flat=True)) == [1, 2, 3]
+    assert ScanPage.objects.filter(upload=upload).count() == 6
 
 
 def _ready_to_email(exam, teacher) -> list[str]:
