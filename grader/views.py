@@ -237,6 +237,8 @@ def question_edit(request: HttpRequest, exam_id: int, question_pk: int) -> HttpR
 @login_required
 @require_GET
 def spreadsheet_template(request: HttpRequest, kind: str) -> HttpResponse:
+    from grader.rubrics.sheets import rubric_sheet_template_add
+
     if kind == "roster":
         data = workbook_bytes(
             title="Roster",
@@ -260,6 +262,7 @@ def spreadsheet_template(request: HttpRequest, kind: str) -> HttpResponse:
                 "ACCEPT lists other accepted answers separated by |.",
             ],
         )
+        data = rubric_sheet_template_add(data)  # questions marked by a rubric instead, optionally
         filename = "markdesk-answer-key-template.xlsx"
     else:
         return HttpResponseBadRequest("Unknown template.")

@@ -168,3 +168,30 @@ def rubric_workbook(*, exam: Exam) -> bytes:
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+TEMPLATE_NOTES = (
+    "RUBRIC sheet (optional): questions marked by a rubric instead of a key answer, one row per dimension.",
+    "QUESTION, RUBRIC (its name), TASK (what the students were asked), DIMENSION, MAX (points), LEVELS.",
+    "LEVELS: one level a line, 'POINTS LABEL: description', e.g. '4 exceptional: every cause, each explained'.",
+    "Example: Q5 | Explain | Explain why we have seasons. | Content | 4 | 4 exceptional: ... (then a row for "
+    "Organisation, one for Language).",
+)
+
+
+def rubric_sheet_template_add(data: bytes) -> bytes:
+    """The answer-key template ``data`` (.xlsx) with an empty RUBRIC sheet (its header) and how to fill
+    it in added to its notes sheet: a template imported as it is marks no question by a rubric."""
+    workbook = load_workbook(io.BytesIO(data))
+    sheet = workbook.create_sheet(SHEET)
+    sheet.append(list(HEADERS))
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for letter, width in zip("ABCDEF", (10, 20, 40, 18, 6, 60), strict=True):
+        sheet.column_dimensions[letter].width = width
+    notes = workbook["How to fill in"] if "How to fill in" in workbook.sheetnames else workbook.create_sheet("How to fill in")
+    for note in TEMPLATE_NOTES:
+        notes.append([note])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

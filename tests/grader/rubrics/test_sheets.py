@@ -100,3 +100,15 @@ def test_the_answer_key_spreadsheet_brings_its_rubric_sheet_along(client_for, te
     q5 = exam.questions.get(label="Q5")
     assert q5.rubric_link.rubric.name == "Explain" and q5.max_score == Decimal("6")
     assert not hasattr(exam.questions.get(label="Q1"), "rubric_link")
+
+
+def test_the_answer_key_template_has_an_empty_rubric_sheet_that_imports_as_nothing(client_for, teacher, exam):
+    client = client_for(teacher)
+    data = client.get(reverse("spreadsheet_template", args=["answer-key"])).content
+    workbook = load_workbook(io.BytesIO(data))
+    assert list(workbook["RUBRIC"].values) == [tuple(HEADER)]
+    assert any("RUBRIC sheet" in (row[0] or "") for row in workbook["How to fill in"].values)
+    response = client.post(reverse("answer_key_import", args=[exam.pk]),
+                           {"file": SimpleUploadedFile("key.xlsx", data)}, follow=True)
+    page = response.content.decode()
+    assert "RUBRIC sheet" not in page and not Rubric.objects.exists()
