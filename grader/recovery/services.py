@@ -5,7 +5,7 @@ work_recover``) queues again, once per stall, whatever made no progress for ``WO
 
 - scan uploads still queued or processing (``ScanUpload.heartbeat_at``): processed again from their
   file (the pages of the interrupted run, image files included, are replaced);
-- export jobs still queued or running (``ExportJob.heartbeat_at``): made again from the start;
+- export and learning jobs not finished (``heartbeat_at``): run again from the start;
 - email deliveries still ``queued`` (``queued_at``): never handed to the SMTP server, so sent at
   most once (``sending`` ones are the teacher's call, ``emails.email_unknown_retry``);
 - scripts with boxes not yet read, in an exam where nothing was read (no ``read_at``) for that long:
@@ -30,6 +30,8 @@ from django.utils import timezone
 
 from annotations.models import AnswerBox
 from grader.models import Exam, ScanUpload, Script
+from grader.learning import services as learning
+from grader.learning.models import LearningJob
 from grader.outputs import emails
 from grader.outputs import services as outputs
 from grader.outputs.models import ExportJob
@@ -50,13 +52,14 @@ class Recovered:
 
     uploads: int = 0
     exports: int = 0
+    learning: int = 0
     emails: int = 0
     scripts: int = 0
     identities: int = 0  # exams whose identities were matched for what is read
     given_up: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        parts = [f"{self.uploads} upload(s), {self.exports} export job(s), {self.emails} email(s), {self.scripts} script(s) queued again; "
+        parts = [f"{self.uploads} upload(s), {self.exports} export job(s), {self.learning} learning job(s), {self.emails} email(s), {self.scripts} script(s) queued again; "
                  f"identities matched in {self.identities} exam(s)"]
         return "; ".join(parts + [f"gave up: {text}" for text in self.given_up])
 
@@ -65,10 +68,10 @@ def work_recover() -> Recovered:
     """Queue again every piece of work that stalled (see the module docstring); returns what it did."""
     found = Recovered()
     uploads_recover(found)
-    exports_recover(found)
+    jobs_recover(found)
     found.emails = emails.email_stalled_requeue()
     reading_recover(found)
-    if found.uploads or found.exports or found.emails or found.scripts or found.identities or found.given_up:
+    if found.uploads or found.exports or found.learning or found.emails or found.scripts or found.identities or found.given_up:
         logger.warning("Recovery: %s", found)
     return found
 
@@ -106,20 +109,23 @@ def uploads_recover(found: Recovered) -> None:
                 found.uploads += 1
 
 
-def exports_recover(found: Recovered) -> None:
-    """Make again every export job queued or running with no heartbeat for ``WORK_STALLED_MINUTES``."""
-    stalled = ExportJob.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING], heartbeat_at__lt=stalled_before())
-    for job in stalled:
-        # Each recovery is a restart and a claim: two attempts.
-        if job.attempts >= 2 * settings.WORK_REQUEUE_MAX:
-            error = (f"Stopped after {job.attempts // 2} tries: the worker stopped while making it each time "
-                     "(the worker's log says why). Make again to try once more.")
-            if ExportJob.objects.filter(pk=job.pk, attempts=job.attempts, status=job.status).update(
-                    status=Job.Status.FAILED, error=error, finished_at=timezone.now()):
-                found.given_up.append(f"export job {job.pk}")
-            continue
-        outputs.export_restart(job=job)
-        found.exports += 1
+def jobs_recover(found: Recovered) -> None:
+    """Run again from the start every export or learning job not finished and with no heartbeat for
+    ``WORK_STALLED_MINUTES`` (a learning job is done before it has read the exam again with what it learned)."""
+    for model, restart, name in ((ExportJob, lambda job: outputs.export_restart(job=job), "exports"),
+                                 (LearningJob, lambda job: learning.reader_learn_restart(job=job), "learning")):
+        unfinished = Q(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]) | Q(status=Job.Status.DONE, finished_at=None)
+        for job in model.objects.filter(unfinished, heartbeat_at__lt=stalled_before()):
+            # Each recovery is a restart and a claim: two attempts.
+            if job.attempts >= 2 * settings.WORK_REQUEUE_MAX:
+                error = (f"Stopped after {job.attempts // 2} tries: the worker stopped during it each time "
+                         "(the worker's log says why). Start it again to try once more.")
+                if model.objects.filter(pk=job.pk, attempts=job.attempts, status=job.status).update(
+                        status=Job.Status.FAILED, error=error, finished_at=timezone.now()):
+                    found.given_up.append(f"{model._meta.verbose_name} {job.pk}")
+                continue
+            restart(job)
+            setattr(found, name, getattr(found, name) + 1)
 
 
 def _scripts_unread() -> dict[int, list[int]]:

@@ -75,3 +75,22 @@ def test_an_unknown_action_is_not_found(exam, teacher, client_for, stalled):
     response = client_for(teacher).post(reverse("learning_job_action", args=[exam.pk, stalled.pk, "explode"]))
 
     assert response.status_code == 404
+
+
+def test_the_sweep_runs_a_stalled_learning_job_again_so_no_card_polls_forever(stalled, monkeypatch,
+                                                                              django_capture_on_commit_callbacks):
+    from grader.recovery.services import work_recover
+
+    queued = []
+    monkeypatch.setattr(tasks.reader_learn_task, "delay", queued.append)
+    rereading = baker.make(LearningJob, exam=stalled.exam, status=Status.DONE, stage="reread", finished_at=None,
+                           attempts=1, heartbeat_at=timezone.now() - timedelta(minutes=30))
+    finished = baker.make(LearningJob, exam=stalled.exam, status=Status.DONE, finished_at=timezone.now(),
+                          heartbeat_at=timezone.now() - timedelta(minutes=30))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        found = work_recover()
+
+    assert found.learning == 2 and sorted(queued) == sorted([stalled.pk, rereading.pk])
+    finished.refresh_from_db()
+    assert finished.status == Status.DONE and finished.attempts == 0
