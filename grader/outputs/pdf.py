@@ -229,10 +229,14 @@ def _script_context(result: ScriptResult, pages: list[ScanPage]) -> dict:
     rubric = rubric_selectors.answers_rubric_results(answer_ids=[row.answer.pk for row in result.rows if row.answer])
     for row in result.rows:
         score = "—" if row.score is None else marks_text(row.score)
+        found = rubric.get(row.answer.pk) if row.answer else None
         rows.append({"label": row.question.label, "score": score, "max": marks_text(row.max_score), "blank": row.blank,
-                     "rubric": rubric.get(row.answer.pk) if row.answer else None})
+                     "rubric": found})
+        label = f"{score}/{marks_text(row.max_score)}"
+        if found:  # beside the box too, the dimensions' points in the rubric's order: "7.5/10 (3+2.5+2)"
+            label += " (" + "+".join("–" if d.points is None else marks_text(d.points) for d in found.dimensions) + ")"
         if row.answer and row.answer.page_id and row.answer.crop:
-            boxes[row.answer.page_id].append((row.answer.crop, f"{score}/{marks_text(row.max_score)}"))
+            boxes[row.answer.page_id].append((row.answer.crop, label))
     return {
         "result": result,
         "student": result.student,

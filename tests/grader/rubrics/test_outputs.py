@@ -66,3 +66,16 @@ def test_the_scored_scripts_summary_page_shows_dimensions_and_feedback(exam, gra
     html = scripts_html(exam=exam, results=[r for r in script_results(exam=exam) if r.script.number == 1])
     assert "Content 3/4 · Organisation 2.5/3 · Language 2/3" in html
     assert "Name both causes.<br>Clear paragraphs." in html
+
+
+def test_the_scored_page_shows_the_dimensions_points_beside_the_box(exam, graded):
+    from grader.outputs.pdf import _script_context
+
+    from .test_export import _page
+
+    first = graded
+    first.page = _page(exam, first.script, 0)
+    type(first).objects.filter(pk=first.pk).update(page=first.page, crop=[20, 30, 220, 130])
+    result = next(r for r in script_results(exam=exam) if r.script.number == 1)
+    context = _script_context(result, [first.page])
+    assert [box.text for box in context["pages"][0].boxes] == ["7.5/10 (3+2.5+2)"]
