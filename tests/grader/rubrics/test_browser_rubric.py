@@ -84,3 +84,28 @@ def test_a_teacher_scores_a_rubric_question_and_writes_feedback_by_keyboard(page
     assert second.score == Decimal("6")
     assert FeedbackComment.objects.get(question=question, number=2).text == "Explain the tilt."
     assert AnswerFeedback.objects.get(answer=second).full_text == "Explain the tilt."
+
+
+def test_enter_accepts_the_rubric_models_suggestion_and_draft(page, live_server, essay_exam):
+    from playwright.sync_api import expect
+
+    from grader.rubrics.models import RubricSuggestion
+
+    exam, question, (first, _) = essay_exam
+    RubricSuggestion.objects.create(answer=first, points=["3", "2", "2.5"], feedback="Both causes, well ordered.")
+    page.goto(f"{live_server.url}/accounts/login/?next=/exams/{exam.pk}/grade/{question.pk}/")
+    page.get_by_label("Username").fill("hannah")
+    page.get_by_label("Password").fill("a-long-password")
+    page.get_by_role("button", name="Log in").click()
+    box = page.locator(f"#rubric-{first.pk}-1")
+    expect(box).to_be_focused()
+    expect(box).to_have_attribute("placeholder", "3")
+    expect(page.locator(f"#feedback-{first.pk}")).to_have_attribute("placeholder", "Both causes, well ordered.")
+    # The teacher changes one dimension and accepts the rest with Enter.
+    page.keyboard.press("Tab")
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#answer-{first.pk} .grading-state")).to_have_text("✓ saved")
+    first.refresh_from_db()
+    assert first.score == Decimal("6.5")
+    assert AnswerFeedback.objects.get(answer=first).full_text == "Both causes, well ordered."
