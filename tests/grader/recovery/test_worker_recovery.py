@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -64,7 +65,7 @@ BROKER_URLS = ("broker_url", "broker_write_url", "broker_read_url")
 @pytest.fixture
 def broker(not_eager) -> Iterator[redis.Redis]:
     """Redis database 15 as this process's broker (and the workers'), empty at the start and the end."""
-    url = settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + f"/{BROKER_DB}"
+    url = urlunsplit(urlsplit(settings.CELERY_BROKER_URL)._replace(path=f"/{BROKER_DB}"))
     client = redis.Redis.from_url(url)
     client.flushdb()
     previous = {name: celery_app.conf[name] for name in BROKER_URLS}
