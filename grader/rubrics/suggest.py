@@ -7,6 +7,7 @@ them in the grading form; a suggestion never becomes a score by itself.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from grader.models import Question
 from grader.reading.models import Answer
-from ml.rubric import RubricInput, RubricModel
+from ml.rubric import CARD_FILE, RubricInput, RubricModel
 from ml.scoring import marks_text
 
 from .export import answer_image, rubric_for_model
@@ -26,7 +27,9 @@ _lock = threading.Lock()
 
 
 def rubric_model_configured() -> bool:
-    return bool(settings.RUBRIC_MODEL_PATH)
+    """A rubric model folder is configured and holds a model (its card): a wrong path offers nothing."""
+    path = settings.RUBRIC_MODEL_PATH
+    return bool(path) and (Path(path) / CARD_FILE).is_file()
 
 
 def rubric_model_get() -> RubricModel:

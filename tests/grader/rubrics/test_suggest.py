@@ -61,8 +61,8 @@ def test_the_rubric_model_suggests_for_unscored_answers_and_the_form_shows_them(
 
 
 def test_without_a_rubric_model_nothing_is_suggested_and_the_form_works_the_same(
-        client_for, teacher, exam, essay, essay_answers, settings):
-    settings.RUBRIC_MODEL_PATH = ""
+        client_for, teacher, exam, essay, essay_answers, settings, tmp_path):
+    settings.RUBRIC_MODEL_PATH = str(tmp_path)  # a folder without a model is as good as none
     page = client_for(teacher).get(reverse("grading_question", args=[exam.pk, essay.pk])).content.decode()
     assert "Suggest scores and feedback" not in page and 'placeholder=""' in page
     response = client_for(teacher).post(reverse("question_rubric_suggest", args=[exam.pk, essay.pk]), follow=True)
