@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml.recognition.vlm import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from ml.recognition.vlm import DEFAULT_MIN_PIXELS
 from ml.rubric import (
     CARD_FILE,
     HEAD_FILE,

@@ -20,7 +20,7 @@ from grader.reading.models import Answer
 from ml.rubric import RUBRIC_DIR, Rubric, RubricDimension, RubricLevel, RubricRecord, rubric_record_line
 from ml.training_data import SPLITS, splits_assign
 
-from .models import DimensionScore, QuestionRubric
+from .models import QuestionRubric
 
 
 def rubric_for_model(link: QuestionRubric) -> Rubric:
