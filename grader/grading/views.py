@@ -348,6 +348,8 @@ def grading_revert(request: HttpRequest, exam_id: int, change_id: int) -> HttpRe
     if change is None:
         raise Http404("No such change.")
     try:
+        if change.field == AnswerChange.Field.SCORE:
+            _rubric_refuse(change.answer.question_id)  # the dimensions would no longer add up to the total
         services.change_revert(change_id=change.pk, user=request.user)
     except services.GradingRefused as refused:
         status = 409 if isinstance(refused, services.StaleAnswer) else 422

@@ -17,6 +17,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from grader.grading import services as grading_services
+from grader.grading.models import AnswerChange
 from grader.grading.services import GradingRefused
 from grader.models import Question, User
 from grader.reading.models import Answer
@@ -181,6 +182,11 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
     version_before = answer.version
     # Locks the exam and the answer, checks the version and the total against the question, records it.
     answer = grading_services.score_set(answer_id=answer.pk, score=total, expected_version=expected_version, user=user)
+    if answer.version != version_before and total is not None:
+        # The history says how the new total was made up: "Content 3 + Organisation 2.5 + Language 2".
+        note = " + ".join(f"{d.name} {marks_text(value)}" for d, value in zip(dimensions, points, strict=True))
+        change = AnswerChange.objects.filter(answer=answer, field=AnswerChange.Field.SCORE).order_by("-at", "-pk").first()
+        AnswerChange.objects.filter(pk=change.pk).update(note=note[:200])
     old = {score.dimension_id: score.points for score in DimensionScore.objects.filter(answer=answer)}
     new = {d.pk: value for d, value in zip(dimensions, points, strict=True) if value is not None}
     changed = old != new

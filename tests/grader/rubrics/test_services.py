@@ -39,7 +39,8 @@ def test_dimension_scores_add_up_to_the_answers_score_with_one_recorded_change(e
     answer = save(essay_answers[0], teacher, [D("3"), D("2.5"), D("2")])
     assert answer.score == D("7.5")
     assert [s.points for s in DimensionScore.objects.filter(answer=answer)] == [D("3"), D("2.5"), D("2")]
-    assert AnswerChange.objects.get(answer=answer).new_value == "7.5"
+    change = AnswerChange.objects.get(answer=answer)
+    assert (change.new_value, change.note) == ("7.5", "Content 3 + Organisation 2.5 + Language 2")
 
 
 def test_a_dimension_above_its_maximum_or_off_the_steps_is_refused_and_nothing_is_saved(essay_answers, teacher):

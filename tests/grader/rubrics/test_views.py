@@ -165,3 +165,18 @@ def test_a_bare_total_or_a_group_score_is_refused_on_a_rubric_question(client_fo
     assert response.status_code == 422
     answer.refresh_from_db()
     assert answer.score is None
+
+
+def test_a_rubric_answers_score_change_is_not_reverted_alone(client_for, teacher, exam, essay, essay_answers):
+    from grader.grading.models import AnswerChange
+
+    answer = essay_answers[0]
+    client = client_for(teacher, htmx=True)
+    client.post(_rubric_url(exam, answer), {"version": answer.version, "points": ["1", "1", "1"]})
+    change = AnswerChange.objects.get(answer=answer)
+    row = client.get(reverse("grading_row", args=[exam.pk, answer.pk]) + "?history=1").content.decode()
+    assert "Content 1 + Organisation 1 + Language 1" in row and "grading-revert" not in row
+    response = client.post(reverse("grading_revert", args=[exam.pk, change.pk]))
+    assert response.status_code == 422 and "score each of its dimensions" in response.content.decode()
+    answer.refresh_from_db()
+    assert answer.score == Decimal("3")
