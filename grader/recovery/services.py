@@ -103,7 +103,7 @@ def uploads_recover(found: Recovered) -> None:
                     found.given_up.append(f"upload {upload.pk}")
                 continue
             restarted = scan_upload_restart(upload=upload)
-            if restarted.status == ScanUpload.Status.QUEUED:
+            if restarted.heartbeat_at > upload.heartbeat_at:  # restarted now, not by another sweep a moment ago
                 # Its heartbeat is the restart's: a page processed after it is progress.
                 Requeue.objects.filter(key=f"upload:{upload.pk}").update(at=restarted.heartbeat_at)
                 found.uploads += 1

@@ -95,9 +95,11 @@ def _upload_duplicate_note(*, exam: Exam, sha256: str, name: str, intake: ScanIn
     earlier = ScanUpload.objects.filter(exam=exam, sha256=sha256).first()
     if earlier is None:
         return False
+    stopped = earlier.status == ScanUpload.Status.FAILED or earlier.stalled
     intake.duplicates.append(
         f"{name} has the same content as {earlier.original_name}, uploaded "
         f"{earlier.created_at:%d %b %Y %H:%M}; it was not added again."
+        + (" That upload stopped before it was processed: use “Process again” on it." if stopped else "")
     )
     return True
 

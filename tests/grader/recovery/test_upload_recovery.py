@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,9 +15,15 @@ from grader import services
 from grader.models import ScanPage, ScanUpload
 from grader.recovery.services import work_recover
 from grader.scans import services as scans
-from tests.conftest import layout_page, pdf_upload
+from tests.conftest import layout_page, pdf_bytes
 
 pytestmark = pytest.mark.django_db
+SCANS = pdf_bytes([layout_page(1), layout_page(2)] * 2)
+
+
+def _scans() -> SimpleUploadedFile:
+    """The same 4 pages (2 scripts) every time, byte for byte."""
+    return SimpleUploadedFile("scans.pdf", SCANS, content_type="application/pdf")
 
 
 @pytest.fixture
@@ -24,8 +31,7 @@ def interrupted(exam, teacher, template_pdf, settings):
     """An upload of 2 scripts whose processing stopped after its first 3 pages, 30 minutes ago."""
     settings.WORK_STALLED_MINUTES = 5
     services.template_upload(exam=exam, file=template_pdf)
-    upload = scans.scan_files_accept(exam=exam, files=[pdf_upload([layout_page(1), layout_page(2)] * 2)],
-                                     user=teacher).accepted[0]
+    upload = scans.scan_files_accept(exam=exam, files=[_scans()], user=teacher).accepted[0]
     scans._scan_upload_pages_store(upload=upload, exam=exam)  # as far as a killed worker got: pages, no scripts
     ScanPage.objects.filter(upload=upload, source_index=3).delete()
     ScanUpload.objects.filter(pk=upload.pk).update(status=ScanUpload.Status.PROCESSING, pages_done=3,
@@ -76,3 +82,11 @@ def test_the_sweep_processes_a_stalled_upload_again_once(exam, interrupted, djan
     interrupted.refresh_from_db()
     assert (found.uploads, again.uploads) == (1, 0) and interrupted.status == ScanUpload.Status.DONE
     assert exam.scripts.count() == 2 and len(_page_files(exam)) == 4
+
+
+def test_uploading_the_file_of_a_stalled_upload_again_points_to_process_again(exam, teacher, interrupted):
+    intake = scans.scan_files_accept(exam=exam, files=[_scans()], user=teacher)
+
+    assert not intake.accepted
+    (note,) = intake.duplicates
+    assert "not added again" in note and "use “Process again” on it" in note
