@@ -84,7 +84,8 @@ def exam_next_steps(*, exam: Exam, counts: dict, can_change: bool) -> list[NextS
         (not counts["questions"], "Import the answer key (QUESTION, ANSWER, MAX_SCORE)", reverse("answer_key", args=[exam.pk])),
         (not counts["template_pages"], "Upload the blank exam (PDF)", f"{page}#template"),
         (not counts["boxes"], "Draw the answer boxes, or accept the suggested ones", reverse("box_editor", args=[exam.pk])),
-        (not counts["scripts"], "Upload the scanned scripts", f"{page}#uploads"),
+        (not counts["scripts"], "Follow the scans being split into scripts" if counts["uploads_running"]
+         else "Upload the scanned scripts", f"{page}#uploads"),
     ):
         if missing:
             steps.append(NextStep(text, url))

@@ -289,7 +289,8 @@ def template_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
         messages.error(request, str(error))
         return redirect(exam)
     messages.success(request, f"Blank exam stored: {counted(len(pages), 'page')}.")
-    return redirect(f"{exam.get_absolute_url()}#template")
+    # The top of the page: the message, and "What's next" focused for the keyboard.
+    return redirect(exam)
 
 
 @login_required

@@ -42,7 +42,8 @@ def scans_upload(request: HttpRequest, exam_id: int) -> HttpResponse:
         messages.warning(request, text)
     for text in intake.rejected:
         messages.error(request, text)
-    return redirect(f"{exam.get_absolute_url()}#uploads")
+    # The top of the page: the messages, and "What's next" focused (it links to the progress meanwhile).
+    return redirect(exam)
 
 
 @login_required

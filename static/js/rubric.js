@@ -6,7 +6,8 @@
  * to the next answer still without a score. In the feedback box Alt+1..9 adds or removes bank comment
  * 1..9 and Alt+s saves what was written as a new bank comment. Where the rubric model made suggestions
  * (grey placeholders, a draft of the feedback), saving with Enter takes them for the boxes left empty.
- * Without JavaScript the form posts as is.
+ * ] and [ in a score box go to the next and previous question; a live line counts the rows scored and
+ * says when the question is done. Without JavaScript the form posts as is.
  */
 (function () {
   "use strict";
@@ -25,6 +26,25 @@
     box.select();
     box.scrollIntoView({ block: "nearest" });
     return true;
+  }
+
+  /* "x / n scored" under the heading; once every row has its score, that the question is done and where ]
+   * goes, as on a question without a rubric. */
+  function countUpdate() {
+    const count = document.getElementById("rubric-count");
+    if (!count) return;
+    const all = rows();
+    const done = all.filter((row) => !unscored(row)).length;
+    count.textContent = all.length && done === all.length
+      ? `Question done: all ${all.length} scored. Press ] for ${count.dataset.nextLabel}.`
+      : `${done} / ${all.length} scored`;
+  }
+
+  /* ] and [ in a score box go to the next and previous question (scores never hold them). */
+  function questionGo(key) {
+    const page = document.getElementById("grading-page");
+    const url = page && page.dataset[key === "]" ? "nextUrl" : "prevUrl"];
+    if (url) window.location.assign(url);
   }
 
   const number = (text) => Number(text.trim().replace(",", "."));
@@ -86,6 +106,7 @@
     const form = target.form;
     if (target.matches("input.rubric-points")) {
       if (event.key === "Enter" || event.code === "NumpadEnter") { event.preventDefault(); submit(form, true); }
+      if (event.key === "]" || event.key === "[") { event.preventDefault(); questionGo(event.key); }
       return;
     }
     if (!target.matches("textarea.rubric-feedback")) return;
@@ -106,6 +127,7 @@
     const row = event.detail.elt && event.detail.elt.closest ? event.detail.elt.closest("tbody.grading-row") : null;
     if (!row || !row.querySelector(".rubric-form")) return;
     totalUpdate(row.querySelector(".rubric-form"));
+    countUpdate();
     if (row.classList.contains("grading-refused") || row.classList.contains("grading-stale")) {
       advanceFrom = bankFrom = null;
       focusBox(firstBox(row));
@@ -125,11 +147,13 @@
       const next = all[(start + i) % all.length];
       if (next !== row && unscored(next) && focusBox(firstBox(next))) return;
     }
-    focusBox(row.querySelector("textarea.rubric-feedback"));
+    // None left: the focus stays on this row's scores, where ] goes on to the next question.
+    focusBox(firstBox(row));
   });
 
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("form.rubric-form").forEach(totalUpdate);
+    countUpdate();
     const named = window.location.hash.match(/^#answer-(\d+)$/);
     const row = (named && document.getElementById("answer-" + named[1])) || rows().find(unscored) || rows()[0];
     focusBox(firstBox(row));

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/screens")
 # The teacher's budget: on average at most this many keys per graded answer (digits, Enter, and the
-# keys that move between questions).
+# keys that move between questions), on questions scored as a whole; a rubric answer takes its points
+# dimension by dimension, and is counted apart.
 KEYS_PER_ANSWER = 2.0
 
 
@@ -170,16 +171,23 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     next_step("Grade: 36 answers without your score yet")
     expect(page.get_by_role("heading", name="Grade Q1", exact=True)).to_be_visible()
     _shot(page, "grading-form.png")
-    before, pulled = keyboard.keys, 0
-    for number in range(1, 13):
-        expect(page.get_by_role("heading", name=f"Grade Q{number}", exact=True)).to_be_visible()
+    keys = {"plain": 0, "rubric": 0}  # keys pressed on questions scored as a whole, and by a rubric
+    answers = {"plain": 0, "rubric": 0}
+    pulled = 0
+    for question in exam.questions.order_by("order"):
+        expect(page.get_by_role("heading", name=f"Grade {question.label}", exact=True)).to_be_visible()
+        before = keyboard.keys
+        kind = "rubric" if page.locator("#rubric-count").count() else "plain"
         pulled += _grade_question(page, keyboard, right)
         keyboard.press("]")  # on to the next question; after the last, the completeness check
-    graded = len(right)
-    per_answer = (keyboard.keys - before) / graded
-    print(f"keystrokes per graded answer: {per_answer:.2f} ({keyboard.keys - before} keys, {graded} answers, "
-          f"{pulled} pulled out of a group)")
+        keys[kind] += keyboard.keys - before
+        answers[kind] += question.answers.count()
+    per_answer = keys["plain"] / answers["plain"]
+    print(f"keystrokes per graded answer: {per_answer:.2f} ({keys['plain']} keys, {answers['plain']} answers, "
+          f"{pulled} pulled out of a group); rubric answers: {keys['rubric'] / max(1, answers['rubric']):.2f} "
+          f"({keys['rubric']} keys, {answers['rubric']} answers, every dimension typed)")
     assert per_answer <= KEYS_PER_ANSWER
+    assert answers["plain"] + answers["rubric"] == len(right)
     assert {answer.pk: answer.score for answer in Answer.objects.filter(script__exam=exam)} == right
 
     # Completeness, then finishing.
@@ -239,21 +247,37 @@ def _grade_question(page, keyboard: Keyboard, right: dict[int, Decimal]) -> int:
     do not all deserve the same score has the odd one pulled out first. Returns how many were pulled out."""
     from playwright.sync_api import expect
 
-    count = page.locator("#grading-count")
+    count = page.locator("#grading-count, #rubric-count")
     pulled = 0
     for _ in range(60):
-        page.wait_for_function("() => !document.querySelector('.htmx-request')")
+        # A save is over once htmx has swapped and settled its row (the page then moves the focus on).
+        page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
         if "Question done" in count.inner_text():
             return pulled
         box = page.evaluate("""() => {
             const box = document.activeElement;
-            if (!box || !box.matches('input.grading-score')) return null;
+            if (!box || !box.matches('input.grading-score, input.rubric-points')) return null;
             const group = box.closest('tr.grading-group');
             const members = group ? Array.from(group.querySelectorAll('button.grading-pullout'),
                                                (b) => Number(b.getAttribute('hx-post').match(/(\\d+)\\/detach/)[1])) : null;
-            return {id: box.id, placeholder: box.placeholder, value: box.value, members};
+            const dimensions = box.matches('.rubric-points') ? Array.from(box.form.querySelectorAll('input.rubric-points'),
+                (b) => ({max: b.dataset.max, placeholder: b.placeholder, value: b.value})) : null;
+            return {id: box.id, placeholder: box.placeholder, value: box.value, members, dimensions};
         }""")
         assert box, f"the focus left the score boxes: {count.inner_text()!r}"
+        if box["dimensions"]:
+            # A rubric question: the full score is every dimension's maximum, no score is 0 in each.
+            score = right[int(box["id"].split("-")[1])]
+            full = sum(Decimal(d["max"]) for d in box["dimensions"])
+            assert score in (0, full), f"the demo's teacher gives a rubric answer 0 or full marks, not {score}"
+            for index, dimension in enumerate(box["dimensions"]):
+                points = dimension["max"] if score else "0"
+                if dimension["value"] or dimension["placeholder"] != points:
+                    keyboard.type(points)  # the box's text is selected on arrival
+                if index + 1 < len(box["dimensions"]):
+                    keyboard.press("Tab")
+            keyboard.press("Enter")
+            continue
         if box["members"]:
             scores = [right[pk] for pk in box["members"]]
             odd = [index for index, score in enumerate(scores) if scores.count(score) * 2 <= len(scores)]

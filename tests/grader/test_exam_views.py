@@ -398,6 +398,13 @@ def test_a_new_exam_says_what_to_do_first_in_the_workflows_order(exam, teacher, 
     ]
 
 
+def test_while_scans_are_split_the_next_step_follows_them_instead_of_asking_for_them_again(exam, teacher, client_for):
+    baker.make(ScanUpload, exam=exam, original_name="scans.pdf", status=ScanUpload.Status.QUEUED)
+
+    assert "Follow the scans being split into scripts" in _next_steps(client_for(teacher), exam)
+    assert "Upload the scanned scripts" not in _next_steps(client_for(teacher), exam)
+
+
 def test_once_scripts_are_read_the_next_steps_are_identities_then_grading(exam, teacher, client_for):
     from annotations.models import AnswerBox
     from grader.models import Question, Script, Student, TemplatePage
