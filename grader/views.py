@@ -7,6 +7,7 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -60,9 +61,13 @@ def exam_edit(request: HttpRequest, exam_id: int) -> HttpResponse:
     form = ExamForm(request.POST or None, instance=exam, owner=exam.owner)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        exam = services.exam_update(exam=exam, **{key: data[key] for key in form.Meta.fields})
-        messages.success(request, "Exam settings saved.")
-        return redirect(exam)
+        try:
+            exam = services.exam_update(exam=exam, **{key: data[key] for key in form.Meta.fields})
+        except services.RecordRefused as refused:
+            form.add_error("default_granularity", str(refused))
+        else:
+            messages.success(request, "Exam settings saved.")
+            return redirect(exam)
     return render(request, "grader/exam_form.html", {"form": form, "exam": exam})
 
 
@@ -202,7 +207,8 @@ def answer_key(request: HttpRequest, exam_id: int) -> HttpResponse:
     context = {
         "exam": exam,
         "can_change": can_change,
-        "questions": exam.questions.all(),
+        # A question marked by a rubric shows its rubric's name instead of a key answer.
+        "questions": exam.questions.annotate(rubric_name=F("rubric_link__rubric__name")),
         "form": form,
         "import_form": SpreadsheetForm(),
         "import_problems": request.session.pop(_problems_key("key", exam.pk), None),

@@ -180,3 +180,8 @@ def test_a_rubric_answers_score_change_is_not_reverted_alone(client_for, teacher
     assert response.status_code == 422 and "score each of its dimensions" in response.content.decode()
     answer.refresh_from_db()
     assert answer.score == Decimal("3")
+
+
+def test_the_answer_key_page_names_a_questions_rubric(client_for, teacher, exam, essay):
+    page = client_for(teacher).get(reverse("answer_key", args=[exam.pk])).content.decode()
+    assert f'rubric <a href="{reverse("question_rubric", args=[exam.pk, essay.pk])}">Explain</a>' in page
