@@ -178,6 +178,8 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
         expect(page.get_by_role("heading", name=f"Grade {question.label}", exact=True)).to_be_visible()
         before = keyboard.keys
         kind = "rubric" if page.locator("#rubric-count").count() else "plain"
+        if kind == "rubric":
+            _shot(page, "grading-rubric.png")
         pulled += _grade_question(page, keyboard, right)
         keyboard.press("]")  # on to the next question; after the last, the completeness check
         keys[kind] += keyboard.keys - before
