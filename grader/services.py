@@ -101,12 +101,21 @@ def exam_update(*, exam: Exam, co_markers: Iterable[User] | None = None, **chang
     """Change an exam's settings (``EXAM_SETTINGS``) and co-markers under the exam's lock.
 
     New scoring defaults re-suggest every question once committed: suggestions follow the defaults,
-    scores a teacher set stay as they are.
+    scores a teacher set stay as they are. Raises ``RecordRefused`` when a question without its own
+    granularity has a max score that is not a multiple of the default granularity.
     """
     unknown = sorted(set(changes) - set(EXAM_SETTINGS))
     if unknown:
         raise TypeError(f"exam_update() does not change {', '.join(unknown)}")
     locked = Exam.objects.select_for_update().get(pk=exam.pk)
+    granularity = changes.get("default_granularity", locked.default_granularity)
+    misfits = [f"{question.label} (max {question.max_score.normalize():f})"
+               for question in locked.questions.filter(granularity=None) if question.max_score % granularity]
+    if misfits:
+        raise RecordRefused(
+            f"These questions' max scores are not multiples of {granularity.normalize():f}: {', '.join(misfits)}. "
+            "Change them or give them their own granularity first."
+        )
     scoring_before = (locked.default_min_similarity, locked.default_granularity)
     for name, value in changes.items():
         setattr(locked, name, value)

@@ -61,9 +61,13 @@ def exam_edit(request: HttpRequest, exam_id: int) -> HttpResponse:
     form = ExamForm(request.POST or None, instance=exam, owner=exam.owner)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        exam = services.exam_update(exam=exam, **{key: data[key] for key in form.Meta.fields})
-        messages.success(request, "Exam settings saved.")
-        return redirect(exam)
+        try:
+            exam = services.exam_update(exam=exam, **{key: data[key] for key in form.Meta.fields})
+        except services.RecordRefused as refused:
+            form.add_error("default_granularity", str(refused))
+        else:
+            messages.success(request, "Exam settings saved.")
+            return redirect(exam)
     return render(request, "grader/exam_form.html", {"form": form, "exam": exam})
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from model_bakery import baker
 
 from grader import services
-from grader.models import Question, Student
+from grader.models import Exam, Question, Student
 from grader.reading import tasks as reading_tasks
 
 
@@ -68,3 +69,16 @@ def test_new_scoring_defaults_suggest_every_question_again(exam, resuggested, dj
 def test_exam_update_refuses_a_field_the_exam_form_does_not_change(exam):
     with pytest.raises(TypeError, match="owner"):
         services.exam_update(exam=exam, owner=None)
+
+
+def test_a_default_granularity_the_key_does_not_fit_is_refused_on_the_exam_form(exam, teacher, client_for):
+    baker.make(Question, exam=exam, label="Q1", max_score=Decimal("1.5"))
+    baker.make(Question, exam=exam, label="Q2", max_score=Decimal("1.5"), granularity=Decimal("0.5"))
+    form = {"title": "Renamed", "subject": "", "date": "", "department": exam.department_id or "", "classes": "",
+            "pages_per_script": exam.pages_per_script, "default_min_similarity": "0.8", "default_granularity": "1"}
+
+    response = client_for(teacher).post(reverse("exam_edit", args=[exam.pk]), form)
+
+    assert response.status_code == 200
+    assert "not multiples of 1: Q1 (max 1.5)" in response.content.decode()
+    assert Exam.objects.get(pk=exam.pk).title == exam.title
