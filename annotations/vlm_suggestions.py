@@ -31,7 +31,7 @@ def vlm_box_generator() -> BoxGenerateFn:
 
 
 def vlm_box_suggestions_compute(*, exam_id: int, generate: BoxGenerateFn | None = None,
-                            config: VlmBoxConfig = VlmBoxConfig()) -> int:
+                                config: VlmBoxConfig = VlmBoxConfig()) -> int:
     """Ask the VLM about up to ``config.scripts`` complete aligned scripts (pages in the template frame) and
     store its boxes as pending suggestions, replacing its earlier pending ones; returns how many were stored.
 
