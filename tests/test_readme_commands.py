@@ -19,6 +19,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -93,25 +94,33 @@ def as_written(command: str, values: dict[str, str]) -> list[str]:
     return [values.get(word, word) for word in words]
 
 
+class Scratch(NamedTuple):
+    """Where README's commands run: a folder linking to the project, and a fresh embedded default's
+    environment (its own var/, none of the settings a server or the suite sets)."""
+
+    cwd: Path
+    environment: dict[str, str]
+
+
 @pytest.fixture
-def scratch(tmp_path) -> dict[str, str]:
-    """A scratch folder linking to the project, and the environment of a fresh embedded default."""
+def scratch(tmp_path) -> Scratch:
     work = tmp_path / "work"
     work.mkdir()
     for name in ("manage.py", "grader", "annotations", "ml", "templates", "static", "bench"):
         (work / name).symlink_to(ROOT / name)
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
-                                  "DJANGO_SETTINGS_MODULE", "DEBUG"}}
+    server_settings = {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY",
+                       "DJANGO_SETTINGS_MODULE", "DEBUG"}
+    environment = {key: value for key, value in os.environ.items() if key not in server_settings}
     environment.update(MARKDESK_VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(ROOT))
-    return {"cwd": str(work), **{f"env:{k}": v for k, v in environment.items()}}
+    return Scratch(cwd=work, environment=environment)
 
 
-def _run(words: list[str], scratch: dict[str, str], *, timeout: int = 300) -> subprocess.CompletedProcess:
+def _run(words: list[str], scratch: Scratch, *, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``words`` run in ``scratch``; README's ``python`` is the Python running the tests (the venv's)."""
     if words[0] == "python":
         words = [sys.executable, *words[1:]]
-    environment = {key[4:]: value for key, value in scratch.items() if key.startswith("env:")}
-    return subprocess.run(words, cwd=scratch["cwd"], env=environment, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(words, cwd=scratch.cwd, env=scratch.environment, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_readme_lists_commands_and_each_is_known_here():
@@ -130,7 +139,6 @@ def test_a_command_readme_gains_without_a_plan_is_refused():
 
 def test_every_readme_command_runs_as_written_on_a_fresh_embedded_default(scratch, tmp_path):
     commands = readme_commands(README.read_text())
-    work = Path(scratch["cwd"])
     values = {
         "DIR": str(tmp_path / "demo"), "OUT": str(tmp_path / "out"), "MODEL": str(tmp_path / "model"),
         "FILE.zip": str(tmp_path / "backup.zip"), "USERNAME": "hannah", "NAME": "readme-test",
@@ -175,7 +183,7 @@ def test_every_readme_command_runs_as_written_on_a_fresh_embedded_default(scratc
     assert len(ran) >= 7
 
 
-def _fresh_exam(scratch: dict[str, str], *, demo: Path) -> None:
+def _fresh_exam(scratch: Scratch, *, demo: Path) -> None:
     """Migrate the fresh database and add teacher "hannah" with exam 1: the demo folder's roster, key,
     blank exam and boxes (no scans, no reading: fast)."""
     script = f"""

@@ -247,8 +247,6 @@ def _grade_question(page, keyboard: Keyboard, right: dict[int, Decimal]) -> int:
     """Score every answer of the question on screen from where the focus is, as the teacher would: the
     focused box's right score, by Enter alone when the suggestion shown is right. A group whose members
     do not all deserve the same score has the odd one pulled out first. Returns how many were pulled out."""
-    from playwright.sync_api import expect
-
     count = page.locator("#grading-count, #rubric-count")
     pulled = 0
     for _ in range(60):
