@@ -6,9 +6,10 @@ matched greedily at IoU >= 0.5):
 
 - ink: boxes suggested from the handwriting of up to ``--scripts`` scripts (``ml.box_suggest``), with
   printed frames and ink only;
-- VLM (only with ``--vlm-model DIR`` or ``VLM_MODEL_PATH``): the pooled boxes of ``--vlm-scripts``
-  scripts as the app suggests them (``ml.box_suggest_vlm``, with its one retry), and each script's
-  first raw reply scored as its own sample (parse success, F_A, F_S and S-bar over those scripts).
+- VLM (only with ``--vlm-model DIR`` or ``VLM_MODEL_PATH``): the pooled boxes, with their pooled steps,
+  of ``--vlm-scripts`` scripts as the app suggests them (``ml.box_suggest_vlm``, with its one retry),
+  and each script's first raw reply scored as its own sample (parse success, F_A, F_S and S-bar over
+  those scripts).
 
     python bench/suggestions.py [--demo DIR | --students 30] [--scripts 10] [--vlm-model DIR [--vlm-scripts 2]]
 """
@@ -35,8 +36,12 @@ _MAX_PIXELS = 50_000_000
 
 
 def _report(name: str, found: Sequence, *, gold: list[dict], sizes: list[tuple[int, int]]) -> None:
-    """Score suggestions (each with a 0-based ``page`` and a template px ``bbox``) as one HG-Bench sample."""
-    boxes = [AnswerBox(label=f"S{n}", page=s.page, bbox=s.bbox) for n, s in enumerate(found, start=1)]
+    """Score suggestions (each with a 0-based ``page``, a template px ``bbox`` and, from the VLM, ordered
+    ``steps``) as one HG-Bench sample."""
+    boxes = [AnswerBox(label=f"S{n}", page=s.page, bbox=s.bbox,
+                       steps=tuple(AnswerBox(label=str(k), page=s.page, bbox=step)
+                                   for k, step in enumerate(getattr(s, "steps", ()), start=1)))
+             for n, s in enumerate(found, start=1)]
     pred = json.loads(hgbench_dump(boxes=boxes, page_sizes=sizes))
     print(f"\nSuggested boxes ({name}): {len(boxes)} against {len(gold)} teacher boxes")
     print(scores_report(dataset_scores(samples=[boxes_sample(gold=gold, pred=pred, page_sizes=sizes)])))

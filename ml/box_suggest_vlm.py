@@ -9,10 +9,17 @@ go into one user turn as images 1..n with HG-Bench's prompt shape: a JSON list o
 suggested here, and vice versa: pages that were not sent and zero-area boxes are dropped, and grid
 boxes become template pixels of their page.
 
+Each question box keeps its own steps, rounded outwards and clipped to it (a step box in the app lies
+inside its question box); the steps of an item whose question box the evaluator drops (zero area, a
+page not sent) go with it, as nothing is left to hold them.
+
 Several scripts are asked (``VlmBoxConfig.scripts``); the question boxes they give for a page are
 pooled greedily at IoU >= 0.5, each pool suggesting the box that encloses it (a template box must hold
-every student's answer) with ``score`` = the fraction of asked scripts that gave it. Step boxes are
-parsed and scored in ``bench/suggestions.py`` but not suggested (a suggestion is one box).
+every student's answer) with ``score`` = the fraction of asked scripts that gave it. The pooled box's
+steps are the steps of its pool's boxes pooled the same way: taken script by script, each box's steps
+in their order, a step joins the step pool whose enclosing box it overlaps most at IoU >= 0.5, else
+starts one; each step pool gives its enclosing box, so it lies within the pooled question box. Steps
+are ordered by their mean step number in the replies that gave them, then top to bottom, left to right.
 
 Coordinates: results are ``(x1, y1, x2, y2)`` in template px (x2/y2 exclusive), 0-based template pages.
 The model is called through ``BoxGenerateFn`` (images, prompt) -> reply text, so the orchestration
@@ -26,9 +33,9 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from PIL import Image
 
@@ -37,6 +44,7 @@ from ml.grounding_eval import boxes_by_page, pixel_iou, reply_array, reply_parse
 Box = tuple[int, int, int, int]
 BoxGenerateFn = Callable[[Sequence[Image.Image], str], str]
 SOURCE = "vlm"
+Member = TypeVar("Member")
 
 PROMPT = """You are a careful annotator of students' handwritten homework and exam answers.
 The images are the pages of one student's answer sheet: image 1 is page 1, image 2 is page 2, and so on.
@@ -72,14 +80,24 @@ class VlmBoxConfig:
 
 
 @dataclass(frozen=True)
+class ReplyBox:
+    """A question box of one reply: ``bbox`` in template px, ``steps`` its step boxes in the reply's
+    order, in template px, each inside ``bbox``."""
+
+    bbox: Box
+    steps: tuple[Box, ...] = ()
+
+
+@dataclass(frozen=True)
 class VlmBox:
     """A suggested answer box: 0-based template ``page``, ``bbox`` in template px, ``score`` the fraction
-    of asked scripts whose reply held it."""
+    of asked scripts whose reply held it, ``steps`` its ordered step boxes (template px, inside ``bbox``)."""
 
     page: int
     bbox: Box
     score: float
     source: str = SOURCE
+    steps: tuple[Box, ...] = ()
 
 
 def prompt_build(*, pages: int) -> str:
@@ -87,43 +105,77 @@ def prompt_build(*, pages: int) -> str:
     return PROMPT.replace("{pages}", str(pages))
 
 
-def reply_boxes(*, reply: str, page_sizes: Sequence[tuple[int, int]]) -> dict[int, list[Box]]:
-    """Question boxes of a reply per 0-based page, in template px rounded outwards and clipped to the page.
+def _outward(box: Sequence[float], *, within: Box) -> Box | None:
+    """``box`` rounded outwards to whole pixels and clipped to ``within``; None when nothing is left."""
+    clipped = (max(within[0], math.floor(box[0])), max(within[1], math.floor(box[1])),
+               min(within[2], math.ceil(box[2])), min(within[3], math.ceil(box[3])))
+    return clipped if clipped[2] > clipped[0] and clipped[3] > clipped[1] else None
 
-    ``page_sizes`` are the (width, height) px of the pages sent, in order; read by ``ml.grounding_eval``'s rules.
+
+def reply_boxes(*, reply: str, page_sizes: Sequence[tuple[int, int]]) -> dict[int, list[ReplyBox]]:
+    """Question boxes of a reply with their steps, per 0-based page, in template px rounded outwards and
+    clipped to the page (steps to their question box).
+
+    ``page_sizes`` are the (width, height) px of the pages sent, in order; each item is read by
+    ``ml.grounding_eval``'s rules (``boxes_by_page``), so the boxes are those the benchmark scores.
     """
     sizes = {number: (float(width), float(height)) for number, (width, height) in enumerate(page_sizes, 1)}
-    titles, _ = boxes_by_page(items=reply_parse(text=reply), page_sizes=sizes)
-    found: dict[int, list[Box]] = {}
-    for page, boxes in titles.items():
-        width, height = page_sizes[page - 1]
-        for x1, y1, x2, y2 in boxes:
-            box = (max(0, math.floor(x1)), max(0, math.floor(y1)),
-                   min(width, math.ceil(x2)), min(height, math.ceil(y2)))
-            if box[2] > box[0] and box[3] > box[1]:
-                found.setdefault(page - 1, []).append(box)
+    found: dict[int, list[ReplyBox]] = {}
+    for item in reply_parse(text=reply):
+        titles, steps = boxes_by_page(items=[item], page_sizes=sizes)
+        for page, (title,) in titles.items():
+            width, height = page_sizes[page - 1]
+            bbox = _outward(title, within=(0, 0, width, height))
+            if bbox is not None:
+                kept = (_outward(step, within=bbox) for step in steps.get(page, []))
+                found.setdefault(page - 1, []).append(ReplyBox(bbox=bbox, steps=tuple(s for s in kept if s)))
     return found
 
 
-def boxes_pool(*, replies: Sequence[dict[int, list[Box]]], min_iou: float = 0.5) -> list[VlmBox]:
-    """Pool the boxes of several scripts' replies (``reply_boxes``) page by page: a box joins the pool whose
-    enclosing box it overlaps most at IoU >= ``min_iou``, else starts one. Sorted by page, top, left."""
-    pools: list[tuple[int, list[int], set[int]]] = []  # page, enclosing box, scripts
+@dataclass
+class _Pool(Generic[Member]):
+    box: list[int]
+    members: list[Member] = field(default_factory=list)
+
+
+def _pooled(boxes: Sequence[tuple[Box, Member]], *, min_iou: float) -> list[_Pool[Member]]:
+    """Greedy pooling of one page's boxes, in the order given: a box joins the pool whose enclosing box
+    it overlaps most at IoU >= ``min_iou`` (the first such on a tie), else starts one."""
+    pools: list[_Pool[Member]] = []
+    for box, member in boxes:
+        iou, best = max(((pixel_iou(pool.box, box), pool) for pool in pools), key=lambda pair: pair[0],
+                        default=(0.0, None))
+        if best is None or iou < min_iou:
+            best = _Pool(box=list(box))
+            pools.append(best)
+        best.box[:] = [min(best.box[0], box[0]), min(best.box[1], box[1]),
+                       max(best.box[2], box[2]), max(best.box[3], box[3])]
+        best.members.append(member)
+    return pools
+
+
+def _steps_pooled(members: Sequence[ReplyBox], *, min_iou: float) -> tuple[Box, ...]:
+    """The pooled steps of a question pool's boxes (see the module's docstring for the rule)."""
+    steps = [(step, number) for member in members for number, step in enumerate(member.steps, start=1)]
+    pools = _pooled(steps, min_iou=min_iou)
+    pools.sort(key=lambda pool: (sum(pool.members) / len(pool.members), pool.box[1], pool.box[0]))
+    return tuple(tuple(pool.box) for pool in pools)
+
+
+def boxes_pool(*, replies: Sequence[dict[int, list[ReplyBox]]], min_iou: float = 0.5) -> list[VlmBox]:
+    """Pool the boxes of several scripts' replies (``reply_boxes``) page by page, with their steps, as the
+    module's docstring says. Sorted by page, top, left."""
+    by_page: dict[int, list[tuple[Box, tuple[int, ReplyBox]]]] = {}
     for script, pages in enumerate(replies):
-        for page, boxes in sorted(pages.items()):
-            for box in boxes:
-                best = max(((pixel_iou(pool[1], box), pool) for pool in pools if pool[0] == page),
-                           key=lambda pair: pair[0], default=(0.0, None))
-                if best[1] is not None and best[0] >= min_iou:
-                    enclosing = best[1][1]
-                    enclosing[:] = [min(enclosing[0], box[0]), min(enclosing[1], box[1]),
-                                    max(enclosing[2], box[2]), max(enclosing[3], box[3])]
-                    best[1][2].add(script)
-                else:
-                    pools.append((page, list(box), {script}))
+        for page, found in sorted(pages.items()):
+            by_page.setdefault(page, []).extend((answer.bbox, (script, answer)) for answer in found)
     count = max(1, len(replies))
-    return sorted((VlmBox(page=page, bbox=tuple(box), score=len(scripts) / count) for page, box, scripts in pools),
-                  key=lambda found: (found.page, found.bbox[1], found.bbox[0]))
+    suggested = [
+        VlmBox(page=page, bbox=tuple(pool.box), score=len({script for script, _ in pool.members}) / count,
+               steps=_steps_pooled([answer for _, answer in pool.members], min_iou=min_iou))
+        for page, boxes in by_page.items() for pool in _pooled(boxes, min_iou=min_iou)
+    ]
+    return sorted(suggested, key=lambda found: (found.page, found.bbox[1], found.bbox[0]))
 
 
 def boxes_suggest_vlm(*, scripts: Sequence[Sequence[Image.Image]], generate: BoxGenerateFn,
@@ -168,7 +220,8 @@ def hf_box_generate(generator: Any) -> BoxGenerateFn:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m ml.box_suggest_vlm --model DIR PAGE.png [PAGE.png ...]``: one script's pages (already in
-    the template frame) to the model; prints the reply and the boxes read from it as JSON (template px)."""
+    the template frame) to the model; prints the reply and the boxes (with their steps) read from it as
+    JSON (template px)."""
     from ml.recognition.vlm import HfGenerator, VlmConfig
 
     parser = argparse.ArgumentParser(prog="python -m ml.box_suggest_vlm", description=main.__doc__.splitlines()[0])
@@ -185,8 +238,9 @@ def main(argv: list[str] | None = None) -> None:
                                       max_new_tokens=args.max_new_tokens))
     reply = hf_box_generate(generator)(pages, prompt_build(pages=len(pages)))
     boxes = reply_boxes(reply=reply, page_sizes=[page.size for page in pages])
-    print(json.dumps({"reply": reply, "boxes": [{"page": page, "bbox": list(box)} for page, found in
-                                                 sorted(boxes.items()) for box in found]}, indent=2))
+    print(json.dumps({"reply": reply, "boxes": [
+        {"page": page, "bbox": list(answer.bbox), "steps": [list(step) for step in answer.steps]}
+        for page, found in sorted(boxes.items()) for answer in found]}, indent=2))
 
 
 if __name__ == "__main__":

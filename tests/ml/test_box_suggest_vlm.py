@@ -9,6 +9,7 @@ from PIL import Image
 
 from ml.box_suggest_vlm import (
     RETRY_REMINDER,
+    ReplyBox,
     VlmBox,
     VlmBoxConfig,
     boxes_pool,
@@ -35,10 +36,28 @@ def test_a_reply_becomes_template_pixels_of_its_page() -> None:
     reply = _reply([
         {"page": 1, "type": "complete_answer_box", "box_2d": [100, 100, 500, 200]},
         {"page": 2, "type": "complete_answer_box", "box_2d": [0, 500, 1000, 1000],
-         "steps": [{"step_id": 1, "box_2d": [0, 500, 500, 600]}]},
+         "steps": [{"step_id": 1, "box_2d": [0, 500, 500, 600]}, {"step_id": 2, "box_2d": [500, 601, 999, 700]}]},
     ])
-    # x * 1240 / 1000, y * 1754 / 1000, rounded outwards.
-    assert reply_boxes(reply=reply, page_sizes=PAGES) == {0: [(124, 175, 620, 351)], 1: [(0, 877, 1240, 1754)]}
+    # x * 1240 / 1000, y * 1754 / 1000, rounded outwards; steps stay with their question box, in order.
+    assert reply_boxes(reply=reply, page_sizes=PAGES) == {
+        0: [ReplyBox(bbox=(124, 175, 620, 351))],
+        1: [ReplyBox(bbox=(0, 877, 1240, 1754), steps=((0, 877, 620, 1053), (620, 1054, 1239, 1228)))],
+    }
+
+
+def test_steps_are_clipped_to_their_question_box_and_go_with_a_dropped_one() -> None:
+    reply = _reply([
+        {"page": 1, "type": "complete_answer_box", "box_2d": [100, 100, 500, 200], "steps": [
+            {"step_id": 1, "box_2d": [50, 120, 300, 180]},  # overhangs on the left: clipped
+            {"step_id": 2, "box_2d": [600, 120, 700, 180]},  # outside the box: nothing left
+            {"step_id": 3, "box_2d": [300, 150, 300, 190]},  # no area: dropped by the evaluator too
+            {"step_id": 4, "box_2d": [300, 120, 480, 190]}]},
+        {"page": 2, "type": "complete_answer_box", "box_2d": [300, 300, 300, 400],  # no area
+         "steps": [{"step_id": 1, "box_2d": [300, 300, 400, 400]}]},
+    ])
+    assert reply_boxes(reply=reply, page_sizes=PAGES) == {
+        0: [ReplyBox(bbox=(124, 175, 620, 351), steps=((124, 210, 372, 316), (372, 210, 596, 334)))],
+    }
 
 
 def test_a_reply_is_read_by_the_evaluators_rules() -> None:
@@ -48,7 +67,7 @@ def test_a_reply_is_read_by_the_evaluators_rules() -> None:
         {"page": 1, "type": "answer", "box_2d": [600, 600, 700, 700]},  # another type: dropped
         {"page": 2, "type": "complete_answer_box", "box_2d": [300, 300, 300, 400]},  # no area: dropped
     ])
-    assert reply_boxes(reply=reply, page_sizes=PAGES) == {0: [(124, 175, 620, 351)]}
+    assert reply_boxes(reply=reply, page_sizes=PAGES) == {0: [ReplyBox(bbox=(124, 175, 620, 351))]}
 
 
 @pytest.mark.parametrize("reply", ["", "I cannot see any answers.", "FAIL_STR", '{"page": 1}', "[1, 2]"])
@@ -57,13 +76,40 @@ def test_a_reply_without_boxes_suggests_nothing(reply: str) -> None:
 
 
 def test_boxes_of_several_scripts_pool_into_their_enclosing_box_scored_by_how_many_gave_them() -> None:
-    first = {0: [(100, 100, 300, 200), (100, 400, 300, 500)]}
-    second = {0: [(110, 105, 310, 205)], 1: [(50, 50, 100, 100)]}
+    first = {0: [ReplyBox(bbox=(100, 100, 300, 200)), ReplyBox(bbox=(100, 400, 300, 500))]}
+    second = {0: [ReplyBox(bbox=(110, 105, 310, 205))], 1: [ReplyBox(bbox=(50, 50, 100, 100))]}
     assert boxes_pool(replies=[first, second]) == [
         VlmBox(page=0, bbox=(100, 100, 310, 205), score=1.0),
         VlmBox(page=0, bbox=(100, 400, 300, 500), score=0.5),
         VlmBox(page=1, bbox=(50, 50, 100, 100), score=0.5),
     ]
+
+
+def test_the_steps_of_a_pooled_box_pool_the_same_way_ordered_by_their_mean_step_number() -> None:
+    first = {0: [ReplyBox(bbox=(100, 100, 400, 300), steps=((100, 100, 200, 300), (300, 100, 400, 300)))]}
+    # The same answer in three steps: its first matches the first's first, its third the first's second,
+    # and its second, between them, is new.
+    second = {0: [ReplyBox(bbox=(90, 100, 400, 310),
+                           steps=((90, 100, 190, 310), (200, 100, 300, 310), (310, 100, 400, 310)))]}
+    third = {0: [ReplyBox(bbox=(100, 600, 400, 700), steps=((100, 600, 400, 650),))]}
+    assert boxes_pool(replies=[first, second, third]) == [
+        VlmBox(page=0, bbox=(90, 100, 400, 310), score=2 / 3,
+               steps=((90, 100, 200, 310), (200, 100, 300, 310), (300, 100, 400, 310))),
+        VlmBox(page=0, bbox=(100, 600, 400, 700), score=1 / 3, steps=((100, 600, 400, 650),)),
+    ]
+
+
+def test_pooled_steps_lie_within_their_pooled_box() -> None:
+    replies = [
+        {0: [ReplyBox(bbox=(100 + shift, 100, 500 + shift, 300),
+                      steps=tuple((100 + shift, 100 + 40 * n, 500 + shift, 140 + 40 * n) for n in range(3)))]}
+        for shift in (0, 30, -25, 60)
+    ]
+    (pooled,) = boxes_pool(replies=replies)
+    assert pooled.bbox == (75, 100, 560, 300) and len(pooled.steps) == 3
+    assert all(pooled.bbox[0] <= x1 < x2 <= pooled.bbox[2] and pooled.bbox[1] <= y1 < y2 <= pooled.bbox[3]
+               for x1, y1, x2, y2 in pooled.steps)
+    assert [step[1] for step in pooled.steps] == [100, 140, 180]
 
 
 def test_each_script_is_one_call_with_all_its_pages() -> None:
