@@ -51,6 +51,11 @@ PLAN: dict[str, tuple[str, str]] = {
     "python -m ml.vlm_merge": (HELP, "needs Qwen2.5-VL weights and an adapter"),
     "python -m ml.box_suggest_vlm": (HELP, "needs Qwen2.5-VL weights"),
     "python -m ml.grounding_eval": (HELP, "its files come from a clone of hg-bench/hg-bench.github.io, not shipped"),
+    "python -m ml.train_rubric": (HELP, "fine-tunes the rubric model: needs its weights and a GPU"),
+    "python -m ml.evaluate_rubric": (HELP, "needs a trained rubric model"),
+    "python bench/rubric.py": (HELP, "times a training step of a 7B model on a GPU"),
+    "python manage.py work_recover": (RUN, ""),
+    "make test-services": (SKIP, "needs PostgreSQL and Redis; it is part of make test"),
 }
 # README's DIR is the demo folder for ml.demo_data and grade_folder, and the training-data folder here.
 FOLDERS = {"python manage.py training_data_export": {"DIR": "training"}, "python -m ml.dataset_stats": {"DIR": "training"}}
@@ -58,7 +63,7 @@ FOLDERS = {"python manage.py training_data_export": {"DIR": "training"}, "python
 # commands that take a user or an exam.
 ORDER = ["python -m ml.demo_data", "python manage.py api_token", "python manage.py axes_reset_username",
          "python manage.py exam_backup", "python manage.py exam_restore", "python manage.py training_data_export",
-         "python -m ml.dataset_stats"]
+         "python -m ml.dataset_stats", "python manage.py work_recover"]
 
 
 def readme_commands(text: str) -> list[str]:
@@ -73,6 +78,9 @@ def readme_commands(text: str) -> list[str]:
     prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
     for span in re.findall(r"`([^`]+)`", prose):
         span = " ".join(span.split())
+        # "`python manage.py training_data_export ...`" points back at a command given in full elsewhere.
+        if span.endswith(" ...") or span.endswith(" …"):
+            continue
         if re.match(r"(python|make|manage\.py|\. \.venv)\b", span) or span.startswith(". .venv"):
             commands.append(span)
     return list(dict.fromkeys(commands))
@@ -180,7 +188,7 @@ def test_every_readme_command_runs_as_written_on_a_fresh_embedded_default(scratc
     assert (tmp_path / "backup.zip").is_file()
     assert (tmp_path / "training" / "stats").is_dir()
     print("Ran as written:", *ran, "Only --help:", *helped, "Skipped:", *skipped, sep="\n  ")
-    assert len(ran) >= 7
+    assert len(ran) >= 8
 
 
 def _fresh_exam(scratch: Scratch, *, demo: Path) -> None:
