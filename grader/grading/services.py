@@ -208,7 +208,9 @@ def exam_rollback(*, exam_id: int, to: datetime, user: User) -> list[AnswerChang
     reverted, newest first, and recorded as a revert (so the rollback itself can be rolled back).
 
     All or nothing: if an answer's value does not follow its recorded history, ``StaleAnswer`` is
-    raised and nothing is changed. Returns the reverts made, in the order applied.
+    raised and nothing is changed. Returns the reverts made, in the order applied. Rubric answers'
+    dimensions and feedback are not in this history: ``grader.rubrics.services.exam_rollback`` puts
+    them back with their totals.
     """
     _exam_lock_open(exam_id=exam_id)
     now = timezone.now()

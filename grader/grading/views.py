@@ -469,11 +469,12 @@ def grading_rollback(request: HttpRequest, exam_id: int) -> HttpResponse:
     if timezone.is_naive(to):
         to = timezone.make_aware(to)
     try:
-        reverts = services.exam_rollback(exam_id=exam.pk, to=to, user=request.user)
+        # Through the rubrics' rollback: a rubric answer's dimensions and feedback go back with its total.
+        undone = rubric_services.exam_rollback(exam_id=exam.pk, to=to, user=request.user)
     except services.GradingRefused as error:
         messages.error(request, str(error))
         return redirect("grading_index", exam_id=exam.pk)
-    messages.success(request, f"Rolled back to {timezone.localtime(to):%d %b %Y %H:%M:%S}: {counted(len(reverts), 'change')} undone.")
+    messages.success(request, f"Rolled back to {timezone.localtime(to):%d %b %Y %H:%M:%S}: {counted(undone, 'change')} undone.")
     return redirect("grading_index", exam_id=exam.pk)
 
 

@@ -76,6 +76,7 @@ from grader.rubrics.models import (
     FeedbackComment,
     QuestionRubric,
     Rubric,
+    RubricChange,
     RubricDimension,
     RubricSuggestion,
 )
@@ -143,6 +144,7 @@ MODELS: tuple[_Kind, ...] = (
     _Kind(DimensionScore, "answer__script__exam"),
     _Kind(FeedbackComment, "question__exam"),
     _Kind(AnswerFeedback, "answer__script__exam"),
+    _Kind(RubricChange, "answer__script__exam"),
 )
 # Records outside the exam that its records need: the rubrics its questions are marked by (a teacher's,
 # shared by their exams). A restore makes them the restoring teacher's own copies.

@@ -114,3 +114,24 @@ class RubricSuggestion(models.Model):
     feedback = models.TextField(blank=True)
     model = models.CharField(max_length=300, blank=True, help_text="The model folder that made it")
     at = models.DateTimeField(default=timezone.now)
+
+
+class RubricChange(models.Model):
+    """One change to a rubric answer's dimension scores or feedback. ``AnswerChange`` records only the
+    total; this keeps the rest, so a rollback puts the dimensions and the feedback back with it.
+
+    ``old`` and ``new`` are the answer's whole rubric state before and after, by dimension name and by
+    comment number and words (a backup restores them as they are): ``{"points": {"Content": "3"},
+    "comments": [[1, "Name both causes."]], "text": "the teacher's own words"}``; no score is
+    ``{"points": {}, "comments": [], "text": ""}``. A change made with a new total has the same ``at``
+    as the total's ``AnswerChange``."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="rubric_changes")
+    old = models.JSONField()
+    new = models.JSONField()
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]

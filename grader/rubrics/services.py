@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from grader.grading import services as grading_services
 from grader.grading.models import AnswerChange
-from grader.grading.services import GradingRefused
+from grader.grading.services import GradingRefused, StaleAnswer
 from grader.models import Question, User
 from grader.reading.models import Answer
 from ml.rubric import Rubric as MlRubric
@@ -26,7 +27,15 @@ from ml.rubric import RubricDimension as MlDimension
 from ml.rubric import RubricError, RubricLevel, rubric_check
 from ml.scoring import ScoreRule, marks_text, score_valid
 
-from .models import AnswerFeedback, DimensionScore, FeedbackComment, QuestionRubric, Rubric, RubricDimension
+from .models import (
+    AnswerFeedback,
+    DimensionScore,
+    FeedbackComment,
+    QuestionRubric,
+    Rubric,
+    RubricChange,
+    RubricDimension,
+)
 
 FEEDBACK_MAX_CHARS = 4_000
 COMMENT_MAX_CHARS = 1_000
@@ -180,6 +189,7 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
     text = _feedback_text(text)
     total = sum(given, Decimal(0)) if given else None
     version_before = answer.version
+    state_before = _state(answer_id=answer.pk)
     # Locks the exam and the answer, checks the version and the total against the question, records it.
     answer = grading_services.score_set(answer_id=answer.pk, score=total, expected_version=expected_version, user=user)
     if answer.version != version_before and total is not None:
@@ -187,6 +197,9 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
         note = " + ".join(f"{d.name} {marks_text(value)}" for d, value in zip(dimensions, points, strict=True))
         change = AnswerChange.objects.filter(answer=answer, field=AnswerChange.Field.SCORE).order_by("-at", "-pk").first()
         AnswerChange.objects.filter(pk=change.pk).update(note=note[:200])
+        changed_at = change.at
+    else:
+        changed_at = timezone.now()
     old = {score.dimension_id: score.points for score in DimensionScore.objects.filter(answer=answer)}
     new = {d.pk: value for d, value in zip(dimensions, points, strict=True) if value is not None}
     changed = old != new
@@ -212,7 +225,111 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
         # The total stayed the same, but what another marker saw did not.
         Answer.objects.filter(pk=answer.pk).update(version=F("version") + 1)
         answer.version += 1
+    if changed:
+        RubricChange.objects.create(answer=answer, old=state_before, new=_state(answer_id=answer.pk), by=user,
+                                    at=changed_at)
     return answer
+
+
+# ---------------------------------------------------------------- history and rollback
+
+
+def _state(*, answer_id: int) -> dict:
+    """The answer's rubric state as ``RubricChange`` records it."""
+    points = {score.dimension.name: marks_text(score.points)
+              for score in DimensionScore.objects.filter(answer_id=answer_id).select_related("dimension")}
+    feedback = AnswerFeedback.objects.filter(answer_id=answer_id).prefetch_related("comments").first()
+    return {"points": points,
+            "comments": [[comment.number, comment.text] for comment in feedback.comments.all()] if feedback else [],
+            "text": feedback.text if feedback else ""}
+
+
+def _feedback_fold(*, comments: Sequence[FeedbackComment | tuple[int, str]], bank: dict[int, FeedbackComment],
+                   text: str) -> tuple[list[FeedbackComment], str]:
+    """The bank comments an answer can keep linked, and its own words, so that it reads exactly as
+    ``comments`` (bank comments or ``(number, words)``, in number order) followed by ``text``: from the
+    first comment the bank no longer holds with the same words, the rest become the answer's own words."""
+    kept: list[FeedbackComment] = []
+    folded: list[str] = []
+    for comment in comments:
+        number, words = (comment.number, comment.text) if isinstance(comment, FeedbackComment) else comment
+        linked = bank.get(number)
+        if not folded and linked is not None and linked.text == words:
+            kept.append(linked)
+        else:
+            folded.append(words)
+    return kept, "\n".join(part.strip() for part in [*folded, text] if part.strip())
+
+
+def _state_apply(*, answer: Answer, state: dict, user: User, now) -> None:
+    """Put ``state`` (``RubricChange``'s form) back on ``answer``: its dimension scores by name and its
+    feedback. A state whose dimensions are not the rubric's any more is refused."""
+    link = QuestionRubric.objects.filter(question_id=answer.question_id).select_related("rubric").first()
+    dimensions = {d.name: d for d in link.rubric.dimensions.all()} if link else {}
+    points = state["points"]
+    if points and set(points) != set(dimensions):
+        raise RubricRefused(f"{answer}: its rubric's dimensions changed since; it cannot be rolled back.")
+    DimensionScore.objects.filter(answer=answer).delete()
+    DimensionScore.objects.bulk_create([DimensionScore(answer=answer, dimension=dimensions[name], points=Decimal(value))
+                                        for name, value in points.items()])
+    bank = {c.number: c for c in FeedbackComment.objects.filter(question_id=answer.question_id)}
+    comments, text = _feedback_fold(comments=[tuple(pair) for pair in state["comments"]], bank=bank, text=state["text"])
+    feedback, _ = AnswerFeedback.objects.get_or_create(answer=answer)
+    feedback.text, feedback.by, feedback.at = text, user, now
+    feedback.save()
+    feedback.comments.set(comments)
+
+
+def _total(state: dict) -> Decimal | None:
+    points = state["points"].values()
+    return sum((Decimal(value) for value in points), Decimal(0)) if points else None
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a["points"] == b["points"] and [list(c) for c in a["comments"]] == [list(c) for c in b["comments"]] \
+        and a["text"].strip() == b["text"].strip()
+
+
+@transaction.atomic
+def exam_rollback(*, exam_id: int, to: datetime, user: User) -> int:
+    """Put every answer of the exam back as it was at ``to`` (``grading``'s ``exam_rollback``), rubric
+    answers with their dimension scores and feedback: each rubric change made after ``to`` is undone
+    too, newest first, and recorded (so the rollback itself can be rolled back).
+
+    All or nothing: ``StaleAnswer`` / ``RubricRefused`` when an answer does not follow its recorded
+    history, or a rubric answer's total would not be the sum of its dimensions (a change made before
+    they were recorded). Returns how many changes were undone."""
+    reverts = grading_services.exam_rollback(exam_id=exam_id, to=to, user=user)  # locks the exam
+    now = reverts[0].at if reverts else timezone.now()
+    note = f"Rollback to {timezone.localtime(to):%Y-%m-%d %H:%M:%S}"
+    later = list(RubricChange.objects.filter(answer__question__exam_id=exam_id, at__gt=to).order_by("-at", "-pk"))
+    by_answer: dict[int, list[RubricChange]] = {}
+    for change in later:
+        by_answer.setdefault(change.answer_id, []).append(change)
+    answers = Answer.objects.select_for_update().select_related("question", "script").in_bulk(
+        {*by_answer, *(revert.answer_id for revert in reverts)})
+    # A rubric change that kept the total has no ``AnswerChange`` of its own among the reverts.
+    undone = len(reverts) + sum(1 for change in later if _total(change.old) == _total(change.new))
+    for answer_id, changes in sorted(by_answer.items()):
+        answer, current = answers[answer_id], _state(answer_id=answer_id)
+        if not _states_equal(current, changes[0].new):
+            raise StaleAnswer(current=answer, message=f"{answer}'s scores or feedback do not follow their "
+                                                      "history; nothing was rolled back.")
+        target = changes[-1].old
+        _state_apply(answer=answer, state=target, user=user, now=now)
+        RubricChange.objects.create(answer=answer, old=current, new=_state(answer_id=answer_id), by=user, at=now,
+                                    note=note)
+        if not any(revert.answer_id == answer_id for revert in reverts):
+            Answer.objects.filter(pk=answer_id).update(version=F("version") + 1)
+    rubric_questions = set(QuestionRubric.objects.filter(question__exam_id=exam_id).values_list("question_id", flat=True))
+    for answer in answers.values():
+        if answer.question_id not in rubric_questions:
+            continue
+        answer.refresh_from_db(fields=["score"])
+        if answer.score != _total(_state(answer_id=answer.pk)):
+            raise RubricRefused(f"{answer}'s total would no longer be the sum of its dimension scores (it was "
+                                "scored before they were recorded); nothing was rolled back.")
+    return undone
 
 
 def _comment_create(*, question: Question, text: str) -> FeedbackComment:

@@ -41,7 +41,7 @@ from grader.outputs.backup import (
 )
 from grader.outputs.models import EmailDelivery, ExamEmail
 from grader.reading.models import Answer, ScriptIdentity
-from grader.rubrics.models import AnswerFeedback, DimensionScore, FeedbackComment, QuestionRubric, Rubric
+from grader.rubrics.models import AnswerFeedback, DimensionScore, FeedbackComment, QuestionRubric, Rubric, RubricChange
 from tests.conftest import layout_page, pdf_bytes
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +103,8 @@ def full_exam(scored_exam, teacher, other_teacher):
     DimensionScore.objects.create(answer=rubric_answer, dimension=dimension, points=Decimal("1"))
     comment = FeedbackComment.objects.create(question=q3, number=1, text="Show every step.")
     AnswerFeedback.objects.create(answer=rubric_answer, text="Neat.", by=teacher).comments.set([comment])
+    RubricChange.objects.create(answer=rubric_answer, by=teacher, old={"points": {}, "comments": [], "text": ""},
+                                new={"points": {"Method": "1"}, "comments": [[1, "Show every step."]], "text": "Neat."})
     ExamStatus.objects.create(exam=exam, finished_at=timezone.now(), finished_by=teacher)
     ExamEmail.objects.create(exam=exam, subject="Your {exam} result", body="Dear {name}, {total}/{max}.",
                              tested_digest="d" * 64, tested_at=timezone.now(), tested_to="teacher@example.org")
