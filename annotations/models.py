@@ -76,7 +76,11 @@ class BoxAdjustment(BoxGeometry):
 
 
 class SuggestedBox(BoxGeometry):
-    """A candidate answer region found in the handwriting, waiting for the teacher (template pixels)."""
+    """A candidate answer region found in the handwriting, waiting for the teacher (template pixels).
+
+    ``steps``: the VLM's step boxes of the answer, in order, each ``[x1, y1, x2, y2]`` in template pixels
+    inside the box; accepting the suggestion makes them the box's steps. Empty for the ink's.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -88,6 +92,7 @@ class SuggestedBox(BoxGeometry):
     score = models.FloatField(default=0)
     source = models.CharField(max_length=16, help_text="frame: a printed box held ink; ink: handwriting alone")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    steps = models.JSONField(default=list, blank=True, help_text="[[x1, y1, x2, y2], ...] template px, in order")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

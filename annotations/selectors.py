@@ -56,7 +56,8 @@ def box_suggestions_labelled(*, exam: Exam) -> list[dict]:
     """Pending suggestions in reading order (page, top to bottom, left to right), each with the label
     it most likely takes: the labels not boxed yet, NAME, ID and CLASS first and then the answer key's
     questions in order, handed out in that order. When there are exactly as many suggestions as
-    unboxed questions, the questions alone (the identity boxes are then drawn or not wanted)."""
+    unboxed questions, the questions alone (the identity boxes are then drawn or not wanted). ``steps``
+    are the VLM's ordered step boxes inside the suggestion (template px), accepted with it."""
     pending = sorted(exam.suggested_boxes.filter(status=SuggestedBox.Status.PENDING),
                      key=lambda s: (s.page, s.y1 // 20, s.x1))
     boxed = set(exam.boxes.filter(parent=None).values_list("label", flat=True))
@@ -66,7 +67,7 @@ def box_suggestions_labelled(*, exam: Exam) -> list[dict]:
     labels = questions if len(pending) == len(questions) else wanted
     return [
         {"id": s.pk, "page": s.page, "bbox": list(s.bbox), "score": round(s.score, 3), "source": s.source,
-         "label": labels[n] if n < len(labels) else ""}
+         "steps": s.steps, "label": labels[n] if n < len(labels) else ""}
         for n, s in enumerate(pending)
     ]
 

@@ -329,8 +329,9 @@ def box_suggestion_scripts(*, exam: Exam, pages: int, limit: int) -> list[list[t
 
 
 def box_suggestions_store(*, exam: Exam, found: Sequence, sources: Sequence[str]) -> int:
-    """Replace the pending suggestions of ``sources`` with ``found`` (each with page, bbox, score, source),
-    skipping those that overlap an existing box."""
+    """Replace the pending suggestions of ``sources`` with ``found`` (each with page, bbox, score, source
+    and, from the VLM, ordered ``steps`` inside the bbox; template px), skipping those that overlap an
+    existing box."""
     existing = [(box.page, box.bbox) for box in exam.boxes.filter(parent=None)]
     with transaction.atomic():
         Exam.objects.select_for_update().get(pk=exam.pk)
@@ -340,7 +341,8 @@ def box_suggestions_store(*, exam: Exam, found: Sequence, sources: Sequence[str]
             if any(page == suggestion.page and box_tools.box_iou(bbox, suggestion.bbox) > 0.3 for page, bbox in existing):
                 continue
             SuggestedBox.objects.create(
-                exam=exam, page=suggestion.page, bbox=suggestion.bbox, score=suggestion.score, source=suggestion.source
+                exam=exam, page=suggestion.page, bbox=suggestion.bbox, score=suggestion.score, source=suggestion.source,
+                steps=[list(step) for step in getattr(suggestion, "steps", ())],
             )
             created += 1
     logger.info("Exam %s: %d suggested boxes from %s", exam.pk, created, "/".join(sources))
@@ -367,8 +369,8 @@ def box_suggestion_decide(
     *, suggestion: SuggestedBox, accept: bool, label: str, bbox: Sequence[float] | None, user: User | None,
     add_question: bool = False,
 ) -> AnswerBox | None:
-    """Accept a suggestion as a labelled box (optionally adjusted), or reject it; a label not in the key
-    asks first, as in ``box_save``."""
+    """Accept a suggestion as a labelled box (optionally adjusted) with its suggested steps as the box's
+    step boxes, or reject it; a label not in the key asks first, as in ``box_save``."""
     if not accept:
         suggestion.status = SuggestedBox.Status.REJECTED
         suggestion.save(update_fields=["status"])
@@ -377,6 +379,25 @@ def box_suggestion_decide(
         raise BoxRejected(["Give the box a label (NAME, ID, CLASS or a question such as Q3)."])
     box = box_save(exam=suggestion.exam, page=suggestion.page, bbox=bbox or suggestion.bbox, label=label, user=user,
                    add_question=add_question)
+    for step in _suggested_steps(suggestion=suggestion, box=box):
+        box_save(exam=suggestion.exam, page=box.page, bbox=step, label=box.label, user=user, parent=box)
     suggestion.status = SuggestedBox.Status.ACCEPTED
     suggestion.save(update_fields=["status"])
     return box
+
+
+def _suggested_steps(*, suggestion: SuggestedBox, box: AnswerBox) -> list[tuple[int, int, int, int]]:
+    """The suggestion's steps in the box made from it (template px), in order: moved with its top-left
+    corner when the teacher adjusted the box, cut to it, those left without area dropped. NAME, ID and
+    CLASS boxes take none."""
+    if box.is_identity:
+        return []
+    dx, dy = box.x1 - suggestion.x1, box.y1 - suggestion.y1
+    steps = []
+    for step in suggestion.steps:
+        # Only a hand-edited backup holds anything but four numbers.
+        if isinstance(step, list) and len(step) == 4 and all(isinstance(v, int | float) for v in step):
+            moved = box_tools.box_clip((step[0] + dx, step[1] + dy, step[2] + dx, step[3] + dy), bounds=box.bbox)
+            if box_tools.box_area(moved) > 0:
+                steps.append(moved)
+    return steps

@@ -239,7 +239,8 @@ def suggestions_start(request: HttpRequest, exam_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def suggestion_decide(request: HttpRequest, exam_id: int, suggestion_id: int) -> JsonResponse:
-    """Accept (``{"accept": true, "label": "Q3", "bbox"?: [...]}``) or reject a suggested box."""
+    """Accept (``{"accept": true, "label": "Q3", "bbox"?: [...]}``) or reject a suggested box; an accepted
+    one answers with the box and the step boxes made with it."""
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     suggestion = get_object_or_404(SuggestedBox, exam=exam, pk=suggestion_id, status=SuggestedBox.Status.PENDING)
     try:
@@ -256,4 +257,6 @@ def suggestion_decide(request: HttpRequest, exam_id: int, suggestion_id: int) ->
         return _problems(error)
     if box is not None:
         reading_services.box_read_enqueue(box=box)
-    return JsonResponse({"unit": UNIT, "box": selectors.box_as_dict(box) if box else None})
+    steps = box.steps.order_by("order") if box else []
+    return JsonResponse({"unit": UNIT, "box": selectors.box_as_dict(box) if box else None,
+                         "steps": [selectors.box_as_dict(step) for step in steps]})

@@ -404,7 +404,9 @@
       stage.style.height = `${page.height * zoom}px`;
       const layer = stage.querySelector(".overlay");
       layer.replaceChildren();
-      for (const suggestion of suggestions.filter((s) => s.page === pageIndex)) layer.append(suggestionElement(suggestion));
+      for (const suggestion of suggestions.filter((s) => s.page === pageIndex)) {
+        layer.append(suggestionElement(suggestion), ...suggestionSteps(suggestion));
+      }
       for (const box of pageBoxes()) layer.append(boxElement(box));
       if (draft && draft.page === pageIndex) layer.append(boxElement(draft));
       stage.classList.toggle("step-mode", stepParent != null);
@@ -457,6 +459,23 @@
       }
       return element;
     }
+
+    /** The VLM's steps of a suggested answer, dotted inside it and numbered in order (accepted with it). */
+    function suggestionSteps(suggestion) {
+      return (suggestion.steps || []).map((bbox, index) => {
+        const element = document.createElement("div");
+        element.className = "suggestion-step";
+        element.setAttribute("aria-hidden", "true");
+        const number = document.createElement("span");
+        number.textContent = String(index + 1);
+        element.append(number);
+        kit.place(element, bbox, zoom);
+        return element;
+      });
+    }
+
+    const stepsCounted = (count) => `${count} step${count === 1 ? "" : "s"}`;
+    const stepsText = (suggestion) => (suggestion.steps?.length ? ` · ${stepsCounted(suggestion.steps.length)}` : "");
 
     function button(text, onClick, className = "") {
       const element = document.createElement("button");
@@ -544,7 +563,7 @@
           const item = document.createElement("li");
           const text = document.createElement("span");
           const source = SUGGESTION_SOURCES[suggestion.source]?.[0] || suggestion.source;
-          text.textContent = ` ${kit.sizeText(suggestion.bbox)} · ${source}`;
+          text.textContent = ` ${kit.sizeText(suggestion.bbox)} · ${source}${stepsText(suggestion)}`;
           if (canChange) {
             // The proposed label (from the answer key, in reading order) can be edited in place.
             const label = document.createElement("input");
@@ -558,7 +577,7 @@
             });
             item.append(label, text, button("Accept", () => decide(suggestion, true)), button("Reject", () => decide(suggestion, false)));
           } else {
-            text.textContent = `${suggestion.label || "?"} · ${kit.sizeText(suggestion.bbox)} · ${source}`;
+            text.textContent = `${suggestion.label || "?"} · ${kit.sizeText(suggestion.bbox)} · ${source}${stepsText(suggestion)}`;
             item.append(text);
           }
           suggestionList.append(item);
@@ -919,9 +938,10 @@
       suggestions = suggestions.filter((s) => s.id !== suggestion.id);
       if (result.data.box) {
         const box = adopt(result.data.box);
+        const steps = (result.data.steps || []).map(adopt);
         undoStack.push({ type: "create", id: box.id });
         if (quiet) return true;
-        status.saved(`Accepted as ${box.label}.`);
+        status.saved(`Accepted as ${box.label}${steps.length ? ` with ${stepsCounted(steps.length)}` : ""}.`);
         select(box.id);
       } else {
         status.saved("Suggestion rejected.");

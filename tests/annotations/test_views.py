@@ -463,8 +463,8 @@ def test_accepting_a_suggestion_makes_a_labelled_box_and_rejecting_hides_it(owne
                          {"accept": True, "label": "Q4", "add_question": True})
     rejected = post_json(owner, reverse("suggestion_decide", args=[exam.pk, second.pk]), {"accept": False})
 
-    assert accepted.status_code == 200 and accepted.json()["box"]["label"] == "Q4"
-    assert rejected.json() == {"unit": "px@150dpi", "box": None}
+    assert accepted.status_code == 200 and accepted.json()["box"]["label"] == "Q4" and accepted.json()["steps"] == []
+    assert rejected.json() == {"unit": "px@150dpi", "box": None, "steps": []}
     assert tops(exam) == {"Q4": (0, (100, 200, 400, 300))}
     first.refresh_from_db()
     second.refresh_from_db()
@@ -489,7 +489,8 @@ def test_suggestions_as_many_as_the_questions_left_take_the_questions(exam, page
     only = baker.make(SuggestedBox, exam=exam, page=0, x1=100, y1=400, x2=300, y2=460, source="frame")
 
     assert selectors.box_suggestions_labelled(exam=exam) == [
-        {"id": only.pk, "page": 0, "bbox": [100, 400, 300, 460], "score": only.score, "source": "frame", "label": "Q1"}
+        {"id": only.pk, "page": 0, "bbox": [100, 400, 300, 460], "score": only.score, "source": "frame", "steps": [],
+         "label": "Q1"}
     ]
 
 
