@@ -194,3 +194,35 @@ def test_suggested_boxes_come_labelled_from_the_key_and_are_accepted_at_once(pag
     expect(page.locator("#editor-status")).to_have_text("Accepted every suggested box.")
     wait_until(lambda: boxes_of(demo_exam), {"NAME": (266, 354, 915, 431), "ID": (142, 630, 408, 718),
                                              "Q1": (142, 791, 585, 880)})
+
+
+def test_a_vlm_suggestion_shows_its_steps_and_accept_all_makes_them_the_boxes_steps(page, live_server, demo_exam,
+                                                                                     hannah):
+    from playwright.sync_api import expect
+
+    from annotations.models import SuggestedBox
+    from grader.models import Question
+
+    Question.objects.create(exam=demo_exam, label="Q5", order=1)
+    steps = [[148, 1289, 620, 1421], [632, 1289, 1149, 1421]]
+    SuggestedBox.objects.create(exam=demo_exam, page=0, x1=142, y1=1278, x2=1152, y2=1432, score=1.0, source="vlm",
+                                steps=steps)
+    log_in(page, live_server, hannah)
+    page.goto(f"{live_server.url}/exams/{demo_exam.pk}/boxes/")
+
+    # Dotted inside the suggested box on the page, numbered, and counted in the list.
+    drawn = page.locator(".suggestion-step")
+    expect(drawn).to_have_count(2)
+    expect(drawn.nth(1)).to_have_text("2")
+    outer, first = page.locator(".suggestion").bounding_box(), drawn.nth(0).bounding_box()
+    assert outer["x"] <= first["x"] and first["x"] + first["width"] <= outer["x"] + outer["width"]
+    expect(page.locator("#suggestion-list")).to_contain_text("VLM · 2 steps")
+    expect(page.locator("#suggestion-list input.suggestion-label")).to_have_value("Q5")
+
+    page.get_by_role("button", name="Accept all 1 with these labels").click()
+    expect(page.locator("#editor-status")).to_have_text("Accepted every suggested box.")
+    expect(page.locator(".suggestion-step")).to_have_count(0)
+    expect(page.locator(".box.is-step")).to_have_count(2)
+    wait_until(lambda: [step.bbox for step in AnswerBox.objects.filter(exam=demo_exam, parent__label="Q5")
+                        .order_by("order")], [tuple(step) for step in steps])
+    assert boxes_of(demo_exam) == {"Q5": (142, 1278, 1152, 1432)}
