@@ -287,6 +287,7 @@ class RubricCollator:
         self.folder = Path(folder)
         self.max_length = max_length
         self.score_id = processor.tokenizer.convert_tokens_to_ids(SCORE_TOKEN)
+        processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
 
     def encode(self, record: RubricRecord) -> dict[str, Any]:
         import torch
@@ -417,15 +418,25 @@ class RubricModel:
         self.max_new_tokens = max_new_tokens
         self.card = card
         self.score_id = processor.tokenizer.convert_tokens_to_ids(SCORE_TOKEN)
+        processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
 
     def predict(self, item: RubricInput) -> RubricPrediction:
-        """Scores and feedback for one answer, in one pass: the head reads the prompt's score tokens
-        from the same forward pass that starts generating the feedback (greedy, reproducible)."""
+        """Scores and feedback for one answer (:meth:`predict_batch` of one)."""
+        return self.predict_batch([item])[0]
+
+    def predict_batch(self, items: Sequence[RubricInput]) -> list[RubricPrediction]:
+        """Scores and feedback for several answers (any rubrics), in one generation: the head reads each
+        prompt's score tokens from the same forward pass that starts generating the feedback (greedy,
+        reproducible; prompts padded on the left so every row continues at its end)."""
         import torch
 
-        rubric_check(item.rubric)
-        text = prompt_text(processor=self.processor, rubric=item.rubric, task=item.task)
-        inputs = self.processor(text=[text], images=[item.image.convert("RGB")], return_tensors="pt").to(self.device)
+        if not items:
+            return []
+        for item in items:
+            rubric_check(item.rubric)
+        texts = [prompt_text(processor=self.processor, rubric=item.rubric, task=item.task) for item in items]
+        inputs = self.processor(text=texts, images=[item.image.convert("RGB") for item in items], padding=True,
+                                return_tensors="pt").to(self.device)
         tokenizer = self.processor.tokenizer
         stops = [token for token in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
                  if token is not None]
@@ -435,15 +446,20 @@ class RubricModel:
                 temperature=None, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
                 suppress_tokens=[self.score_id],
             )
-            positions = (inputs["input_ids"][0] == self.score_id).nonzero().flatten()
-            fractions = self.head(captured[0][0, positions]).cpu().tolist()
-        if len(fractions) != len(item.rubric.dimensions):
-            raise RubricError(f"a dimension name or the task holds {SCORE_TOKEN}")
-        generated = out[0, inputs["input_ids"].shape[1]:].tolist()
-        feedback = tokenizer.decode(generated, skip_special_tokens=True).strip()
-        scores = tuple(round(min(max(fraction, 0.0), 1.0) * dimension.max_points, 2)
-                       for fraction, dimension in zip(fractions, item.rubric.dimensions, strict=True))
-        return RubricPrediction(scores=scores, feedback=feedback)
+            rows, cols = (inputs["input_ids"] == self.score_id).nonzero(as_tuple=True)
+            fractions = self.head(captured[0][rows, cols]).cpu().tolist()
+        rows = rows.tolist()
+        predictions = []
+        for number, item in enumerate(items):
+            mine = [fraction for row, fraction in zip(rows, fractions, strict=True) if row == number]
+            if len(mine) != len(item.rubric.dimensions):
+                raise RubricError(f"a dimension name or the task holds {SCORE_TOKEN}")
+            generated = out[number, inputs["input_ids"].shape[1]:].tolist()
+            feedback = tokenizer.decode(generated, skip_special_tokens=True).strip()
+            scores = tuple(round(min(max(fraction, 0.0), 1.0) * dimension.max_points, 2)
+                           for fraction, dimension in zip(mine, item.rubric.dimensions, strict=True))
+            predictions.append(RubricPrediction(scores=scores, feedback=feedback))
+        return predictions
 
 
 def head_save(*, head, path: Path) -> None:

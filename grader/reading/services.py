@@ -52,6 +52,7 @@ from ml.scoring import ScoreRule
 from ml.similarity import NumericTolerance, number_parse, strategy_choose, text_normalise
 
 from .models import Answer, BoxFrames, ScriptIdentity
+from .signals import exam_answers_read
 
 logger = logging.getLogger(__name__)
 
@@ -729,11 +730,13 @@ def exam_resuggest(*, exam_id: int) -> None:
 
 
 def exam_resuggest_when_read(*, script_id: int) -> bool:
-    """:func:`exam_resuggest` once every script of the exam has answers read (after the last one)."""
+    """:func:`exam_resuggest` once every script of the exam has answers read (after the last one), then
+    ``signals.exam_answers_read``."""
     exam_id = Script.objects.values_list("exam_id", flat=True).get(pk=script_id)
     if Script.objects.filter(exam_id=exam_id).exclude(answers__read_at__isnull=False).exists():
         return False
     exam_resuggest(exam_id=exam_id)
+    exam_answers_read.send(sender=Exam, exam_id=exam_id)
     return True
 
 

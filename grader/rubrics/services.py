@@ -121,7 +121,7 @@ def rubric_save(*, owner: User, name: str, dimensions: Sequence[DimensionSpec], 
 def question_rubric_set(*, question_id: int, rubric_id: int | None, task: str = "", user: User) -> Question:
     """Mark ``question`` by ``user``'s rubric ``rubric_id`` (its maximum becomes the rubric's total), or by
     its key again with ``None``. Refused while the question has teacher scores, which were given
-    under the other scheme."""
+    under the other scheme. With a rubric model, its answers already read are given suggestions."""
     question = Question.objects.select_for_update().get(pk=question_id)
     link = QuestionRubric.objects.filter(question=question).first()
     current = link.rubric_id if link else None
@@ -141,6 +141,9 @@ def question_rubric_set(*, question_id: int, rubric_id: int | None, task: str = 
     QuestionRubric.objects.update_or_create(question=question, defaults={"rubric": rubric, "task": task})
     question.max_score = rubric.max_points
     question.save(update_fields=["max_score"])
+    from .suggest import exam_rubric_suggest_enqueue  # suggest needs this module's refusals
+
+    exam_rubric_suggest_enqueue(exam_id=question.exam_id, question_ids=[question.pk])  # its answers read already
     return question
 
 

@@ -8,5 +8,5 @@ from . import suggest
 
 
 @shared_task(base=WorkTask)
-def rubric_suggest_task(question_id: int) -> int:
-    return suggest.question_rubric_suggest(question_id=question_id)
+def exam_rubric_suggest_task(exam_id: int, question_ids: list[int] | None = None, again: bool = False) -> int:
+    return suggest.exam_rubric_suggest(exam_id=exam_id, question_ids=question_ids, again=again)

@@ -103,9 +103,9 @@ def feedback_comment_edit(request: HttpRequest, exam_id: int, comment_id: int) -
 @login_required
 @require_POST
 def question_rubric_suggest(request: HttpRequest, exam_id: int, question_id: int) -> HttpResponse:
-    """Queue the rubric model's suggestions for the question's answers without a score (a `vlm` worker)."""
-    from .suggest import rubric_model_configured
-    from .tasks import rubric_suggest_task
+    """Suggest again: the rubric model makes anew the suggestions for the question's answers without a
+    score (a `vlm` worker); it makes the missing ones by itself once reading is done."""
+    from .suggest import exam_rubric_suggest_enqueue, rubric_model_configured
 
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     question = reading_selectors.question_get(exam=exam, question_id=question_id)
@@ -114,9 +114,9 @@ def question_rubric_suggest(request: HttpRequest, exam_id: int, question_id: int
     elif not rubric_model_configured():
         messages.error(request, "No rubric model is configured (RUBRIC_MODEL_PATH).")
     else:
-        rubric_suggest_task.delay(question.pk)
-        messages.success(request, f"The rubric model is suggesting scores and feedback for {question.label}'s answers "
-                                  "without a score; reload to see them as they arrive.")
+        exam_rubric_suggest_enqueue(exam_id=exam.pk, question_ids=[question.pk], again=True)
+        messages.success(request, f"The rubric model is suggesting again for {question.label}'s answers without "
+                                  "a score; reload to see them as they arrive.")
     return redirect("grading_question", exam_id=exam.pk, question_id=question.pk)
 
 

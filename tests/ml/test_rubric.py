@@ -186,6 +186,23 @@ def test_a_loaded_model_returns_in_range_scores_and_feedback(tiny, trained):
     assert 0 <= score <= 10
 
 
+def test_a_batch_of_answers_under_different_rubrics_scores_each_as_it_would_alone(trained):
+    model = rubric_model_load(path=trained["out"], device="cpu")
+    other = Rubric(name="", dimensions=(RubricDimension(name="Accuracy", max_points=10),))
+    items = [RubricInput(image=answer_image(0), rubric=RUBRIC, task="Explain why we have seasons."),
+             RubricInput(image=answer_image(4).resize((300, 90)), rubric=other),
+             RubricInput(image=answer_image(2), rubric=RUBRIC)]
+
+    batch = model.predict_batch(items)
+
+    assert [len(prediction.scores) for prediction in batch] == [2, 1, 2]
+    for item, together in zip(items, batch, strict=True):
+        alone = model.predict(item)
+        assert together.scores == pytest.approx(alone.scores, abs=0.02)
+        assert isinstance(together.feedback, str) and SCORE_TOKEN not in together.feedback
+    assert model.predict_batch([]) == []
+
+
 def test_the_trained_head_scores_answers_with_more_ink_higher(trained):
     model = rubric_model_load(path=trained["out"], device="cpu")
     low = model.predict(RubricInput(image=answer_image(0), rubric=RUBRIC, task="Explain why we have seasons."))
