@@ -43,15 +43,17 @@ demo: install
 	$(EMBEDDED) DEBUG=1 $(PY) manage.py migrate --noinput
 	$(EMBEDDED) DEBUG=1 $(PY) manage.py demo
 
-# The web app and a Celery worker together (-B: with Celery beat, which runs the recovery sweep of
-# grader/recovery every minute); Ctrl+C stops both.
+# The web app, a Celery worker and Celery beat (which runs the recovery sweep of grader/recovery every
+# minute) together; Ctrl+C stops all three. Beat is its own process: a worker with an embedded beat
+# (-B) does not stop on SIGTERM.
 run: demo
 	@echo
 	@echo "  markdesk is running at http://$(HOST):$(PORT)/"
 	@echo "  Log in as teacher / markdesk (department head: head / markdesk, admin: admin / markdesk)"
 	@echo
-	@trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	$(EMBEDDED) DEBUG=1 $(VENV)/bin/celery -A grader worker -B -Q default,ocr,vlm --concurrency 2 -l warning & worker=$$!; \
+	@trap 'kill $$worker $$beat 2>/dev/null' EXIT INT TERM; \
+	$(EMBEDDED) DEBUG=1 $(VENV)/bin/celery -A grader worker -Q default,ocr,vlm --concurrency 2 -l warning & worker=$$!; \
+	$(EMBEDDED) DEBUG=1 $(VENV)/bin/celery -A grader beat -l warning & beat=$$!; \
 	$(EMBEDDED) DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 test: install
