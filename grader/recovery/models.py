@@ -8,14 +8,14 @@ teacher cancelled) stops at its next heartbeat without writing anything.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 
-def stalled_before() -> timezone.datetime:
+def stalled_before() -> datetime:
     """Work whose last sign of progress is older than this has stalled (``WORK_STALLED_MINUTES``)."""
     return timezone.now() - timedelta(minutes=settings.WORK_STALLED_MINUTES)
 
