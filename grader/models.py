@@ -173,6 +173,12 @@ class Question(models.Model):
     def effective_granularity(self) -> Decimal:
         return self.exam.default_granularity if self.granularity is None else self.granularity
 
+    def rubric_total(self) -> Decimal | None:
+        """The total of the rubric the question is marked by (``grader.rubrics``), which is its maximum;
+        None when it is marked by its key."""
+        return (Question.objects.filter(pk=self.pk)
+                .aggregate(total=models.Sum("rubric_link__rubric__dimensions__max_points"))["total"])
+
 
 def _template_page_path(instance: TemplatePage, filename: str) -> str:
     return f"exams/{instance.exam_id}/template/{filename}"

@@ -241,7 +241,8 @@ def question_save(
     """Add a question at the end of the answer key (``question`` None) or change one, under the exam's lock.
 
     A changed key answer or maximum re-suggests scores for the answers already read (teacher scores
-    stay). Raises ``RecordRefused`` when another question of the exam has ``label``.
+    stay). Raises ``RecordRefused`` when another question of the exam has ``label``, or for a rubric
+    question's maximum other than its rubric's total.
     """
     Exam.objects.select_for_update().get(pk=exam.pk)
     if exam.questions.filter(label=label).exclude(pk=question.pk if question else None).exists():
@@ -250,6 +251,10 @@ def question_save(
         question = Question(exam=exam, order=(exam.questions.aggregate(top=Max("order"))["top"] or 0) + 1)
     else:
         question = Question.objects.get(pk=question.pk)  # as stored: a bound form changed the caller's copy
+        total = question.rubric_total()
+        if total is not None and max_score != total:
+            raise RecordRefused(f"{question.label} is marked by a rubric, so its max score is the rubric's total, "
+                                f"{total.normalize():f}; change the rubric's dimensions to change it.")
         if (question.answer, question.accept, question.max_score) != (answer, list(accept), max_score):
             questions_resuggest_enqueue(question_ids=[question.pk])
     question.label, question.answer, question.accept, question.max_score = label, answer, list(accept), max_score

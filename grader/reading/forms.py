@@ -34,6 +34,14 @@ class QuestionSettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         exam = self.instance.exam
         self.fields["max_score"].min_value = Decimal("0")
+        total = self.instance.rubric_total()
+        if total is not None:
+            # A posted value is ignored: the maximum follows the rubric's dimensions.
+            self.fields["max_score"].disabled = True
+            self.initial["max_score"] = total
+            self.fields["max_score"].help_text = (
+                f"Marked by a rubric: the max score is its total, {marks_text(total)}. "
+                "Change the rubric's dimensions to change it.")
         self.fields["min_similarity"].widget.attrs["placeholder"] = f"exam default {marks_text(exam.default_min_similarity)}"
         self.fields["min_similarity"].help_text = (
             f"Answers at least this similar (0-1) get full marks. Empty: the exam's default, {marks_text(exam.default_min_similarity)}."

@@ -48,7 +48,7 @@ from ml.marking import (
     question_suggest,
 )
 from ml.recognition.fit import Frames
-from ml.scoring import ScoreRule
+from ml.scoring import ScoreRule, marks_text
 from ml.similarity import NumericTolerance, number_parse, strategy_choose, text_normalise
 
 from .models import Answer, BoxFrames, ScriptIdentity
@@ -578,14 +578,25 @@ def question_resuggest(*, question_id: int) -> None:
     answers_suggest(answers=question.answers.select_related("question", "question__exam"))
 
 
+class QuestionSettingsRefused(ValueError):
+    """A question's settings were refused; the message says why, for the teacher. Nothing was saved."""
+
+
 @transaction.atomic
 def question_settings_set(
     *, question: Question, max_score: Decimal, min_similarity: float | None, granularity: Decimal | None,
     strategy: str, lowest_terms: bool,
 ) -> int:
     """Change how one question is scored (None: the exam's default), under the exam's lock, and suggest
-    its answers' scores again; teacher scores stay. Returns how many of them are now above ``max_score``."""
+    its answers' scores again; teacher scores stay. Returns how many of them are now above ``max_score``.
+    A rubric question's maximum is its rubric's total: another is ``QuestionSettingsRefused``."""
     Exam.objects.select_for_update().get(pk=question.exam_id)
+    Question.objects.select_for_update().values_list("pk", flat=True).get(pk=question.pk)  # rubrics attach under it
+    total = question.rubric_total()
+    if total is not None and max_score != total:
+        raise QuestionSettingsRefused(
+            f"{question.label} is marked by a rubric, so its max score is the rubric's total, {marks_text(total)}, "
+            f"not {marks_text(max_score)}; change the rubric's dimensions to change it.")
     Question.objects.filter(pk=question.pk).update(
         max_score=max_score, min_similarity=min_similarity, granularity=granularity, strategy=strategy,
         lowest_terms=lowest_terms,

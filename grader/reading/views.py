@@ -157,13 +157,19 @@ def question_settings(request: HttpRequest, exam_id: int, question_id: int) -> H
     question = selectors.question_get(exam=exam, question_id=question_id)
     auto = selectors.question_strategy_auto(question=question)
     form = QuestionSettingsForm(request.POST or None, instance=question, auto_strategy=auto)
+    status = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        above = services.question_settings_set(question=question, **{name: data[name] for name in form.Meta.fields})
-        messages.success(request, f"Saved {question.label}; suggested scores updated. Teacher scores are unchanged.")
-        if above:
-            messages.warning(request, f"{counted(above, 'teacher score')} for {question.label} above the new max score.")
-        return redirect("question_settings", exam_id=exam.pk, question_id=question.pk)
+        try:
+            above = services.question_settings_set(question=question, **{name: data[name] for name in form.Meta.fields})
+        except services.QuestionSettingsRefused as refused:  # e.g. a rubric attached since the form was shown
+            form.add_error("max_score", str(refused))
+            status = 422
+        else:
+            messages.success(request, f"Saved {question.label}; suggested scores updated. Teacher scores are unchanged.")
+            if above:
+                messages.warning(request, f"{counted(above, 'teacher score')} for {question.label} above the new max score.")
+            return redirect("question_settings", exam_id=exam.pk, question_id=question.pk)
     context = {
         "exam": exam,
         "question": question,
@@ -174,7 +180,7 @@ def question_settings(request: HttpRequest, exam_id: int, question_id: int) -> H
         "can_change": grader_selectors.exam_can_change(user=request.user, exam=exam),
         "questions": exam.questions.all(),
     }
-    return render(request, "reading/question_settings.html", context)
+    return render(request, "reading/question_settings.html", context, status=status)
 
 
 @login_required
