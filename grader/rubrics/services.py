@@ -289,7 +289,9 @@ def _total(state: dict) -> Decimal | None:
 
 
 def _states_equal(a: dict, b: dict) -> bool:
-    return a["points"] == b["points"] and [list(c) for c in a["comments"]] == [list(c) for c in b["comments"]] \
+    """The same points, bank comments (by number: a comment's words are edited for everyone, apart from
+    any answer's history) and own words."""
+    return a["points"] == b["points"] and [c[0] for c in a["comments"]] == [c[0] for c in b["comments"]] \
         and a["text"].strip() == b["text"].strip()
 
 
@@ -350,6 +352,31 @@ def comment_add(*, question_id: int, text: str) -> FeedbackComment:
     """A new comment at the end of the question's bank (the next number)."""
     question = Question.objects.select_for_update().get(pk=question_id)
     return _comment_create(question=question, text=text)
+
+
+@transaction.atomic
+def comment_delete(*, comment_id: int, user: User) -> int:
+    """Take a comment out of its question's bank. Every answer that has it reads exactly as before: the
+    comment's words (and those of its later-numbered comments, to keep their order) become the
+    answer's own words, recorded as a change of it. The other comments keep their numbers (they are
+    the keys teachers learnt). Returns how many answers had it."""
+    comment = FeedbackComment.objects.select_related("question").get(pk=comment_id)
+    Question.objects.select_for_update().get(pk=comment.question_id)
+    bank = {c.number: c for c in FeedbackComment.objects.select_for_update().filter(question_id=comment.question_id)
+            if c.pk != comment.pk}
+    feedbacks = list(AnswerFeedback.objects.filter(comments=comment).select_related("answer")
+                     .prefetch_related("comments").order_by("answer_id"))
+    now = timezone.now()
+    for feedback in feedbacks:
+        before = _state(answer_id=feedback.answer_id)
+        kept, feedback.text = _feedback_fold(comments=list(feedback.comments.all()), bank=bank, text=feedback.text)
+        feedback.save(update_fields=["text"])
+        feedback.comments.set(kept)
+        Answer.objects.filter(pk=feedback.answer_id).update(version=F("version") + 1)
+        RubricChange.objects.create(answer=feedback.answer, old=before, new=_state(answer_id=feedback.answer_id),
+                                    by=user, at=now, note=f"Comment {comment.number} taken out of the bank")
+    comment.delete()
+    return len(feedbacks)
 
 
 @transaction.atomic

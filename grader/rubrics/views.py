@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from grader import selectors as grader_selectors
 from grader.inputs import whole_number_parse
+from grader.wording import counted
 from grader.reading import selectors as reading_selectors
 
 from . import selectors, services
@@ -97,6 +98,18 @@ def feedback_comment_edit(request: HttpRequest, exam_id: int, comment_id: int) -
         messages.success(request, f"Comment {comment.number} saved for every answer that has it.")
     except services.RubricRefused as refused:
         messages.error(request, str(refused))
+    return redirect(f"{reverse('grading_question', args=[exam.pk, comment.question_id])}#comment-bank")
+
+
+@login_required
+@require_POST
+def feedback_comment_delete(request: HttpRequest, exam_id: int, comment_id: int) -> HttpResponse:
+    """Take a comment out of the bank: the answers that have it keep its words as their own."""
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    comment = get_object_or_404(FeedbackComment, pk=comment_id, question__exam=exam)
+    had = services.comment_delete(comment_id=comment.pk, user=request.user)
+    kept = f"; {counted(had, 'answer')} that had it keep its words" if had else ""
+    messages.success(request, f"Comment {comment.number} taken out of the bank{kept}.")
     return redirect(f"{reverse('grading_question', args=[exam.pk, comment.question_id])}#comment-bank")
 
 

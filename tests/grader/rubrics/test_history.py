@@ -18,6 +18,7 @@ from grader.rubrics.models import AnswerFeedback, DimensionScore, RubricChange
 from grader.rubrics.services import (
     RubricRefused,
     comment_add,
+    comment_delete,
     comment_edit,
     exam_rollback,
     rubric_answer_save,
@@ -130,11 +131,12 @@ def test_a_rollback_can_itself_be_rolled_back_dimensions_included(exam, essay_an
 def test_a_bank_comment_reworded_since_comes_back_in_the_words_the_student_had(exam, essay, essay_answers, teacher):
     comment_add(question_id=essay.pk, text="Name both causes.")
     comment_add(question_id=essay.pk, text="Check spelling.")
-    answer = essay_answers[0]
+    answer, other = essay_answers[:2]
     save(answer, teacher, [D("3"), D("2.5"), D("2")], comments=[1, 2], text="Good.")
     history_back(60)
     to = timezone.now() - timedelta(minutes=30)
     save(answer, teacher, [D("4"), D("3"), D("3")])
+    save(other, teacher, [D("1"), D("1"), D("1")], comments=[1, 2])  # still has the comment when it is reworded
     comment_edit(comment_id=essay.feedback_comments.get(number=1).pk, text="Name both causes, please.")
 
     exam_rollback(exam_id=exam.pk, to=to, user=teacher)
@@ -142,6 +144,8 @@ def test_a_bank_comment_reworded_since_comes_back_in_the_words_the_student_had(e
     restored = AnswerFeedback.objects.get(answer=answer)
     assert restored.full_text == "Name both causes.\nCheck spelling.\nGood."
     assert list(restored.comments.all()) == []  # the words are the answer's own from the reworded comment on
+    other.refresh_from_db()
+    assert other.score is None and feedback(other) == ""
 
 
 def test_a_change_made_before_dimensions_were_recorded_refuses_the_rollback_and_changes_nothing(
@@ -200,3 +204,54 @@ def test_the_rollback_button_puts_a_rubric_answer_back_whole(client_for, exam, e
     assert "1 change undone" in response.content.decode()
     answer.refresh_from_db()
     assert answer.score == D("7.5") and dimensions(answer) == [D("3"), D("2.5"), D("2")] and feedback(answer) == "Kept."
+
+
+def test_a_comment_taken_out_of_the_bank_leaves_every_feedback_reading_the_same(client_for, exam, essay, essay_answers,
+                                                                               teacher):
+    for text in ("Name both causes.", "Check spelling.", "Use paragraphs."):
+        comment_add(question_id=essay.pk, text=text)
+    first, second, third = essay_answers
+    save(first, teacher, [D("3"), D("2.5"), D("2")], comments=[1, 2, 3], text="Good.")
+    save(second, teacher, [D("1"), D("1"), D("1")], comments=[1, 3])
+    save(third, teacher, [D("2"), D("2"), D("2")], comments=[3])
+    before = {answer.pk: feedback(answer) for answer in essay_answers}
+    first.refresh_from_db()
+    version = first.version
+    comment = essay.feedback_comments.get(number=2)
+
+    response = client_for(teacher).post(reverse("feedback_comment_delete", args=[exam.pk, comment.pk]), follow=True)
+
+    assert "Comment 2 taken out of the bank; 1 answer that had it keep its words." in response.content.decode()
+    assert {answer.pk: feedback(answer) for answer in essay_answers} == before
+    assert list(essay.feedback_comments.values_list("number", flat=True)) == [1, 3]  # the keys stay as learnt
+    kept = AnswerFeedback.objects.get(answer=first)
+    assert [c.number for c in kept.comments.all()] == [1] and kept.text == "Check spelling.\nUse paragraphs.\nGood."
+    assert [c.number for c in AnswerFeedback.objects.get(answer=second).comments.all()] == [1, 3]
+    first.refresh_from_db()
+    assert first.version == version + 1  # another marker's page is stale
+    # Editing a comment the answer no longer links changes nothing of it.
+    comment_edit(comment_id=essay.feedback_comments.get(number=3).pk, text="Paragraphs, please.")
+    assert feedback(first) == before[first.pk] and feedback(third) == "Paragraphs, please."
+
+
+def test_a_rollback_across_a_comment_taken_out_of_the_bank_restores_its_words(exam, essay, essay_answers, teacher):
+    comment_add(question_id=essay.pk, text="Name both causes.")
+    answer = essay_answers[0]
+    save(answer, teacher, [D("3"), D("2.5"), D("2")], comments=[1], text="Good.")
+    history_back(60)
+    to = timezone.now() - timedelta(minutes=30)
+    save(answer, teacher, [D("4"), D("3"), D("3")], comments=[1], text="Better.")
+    comment_delete(comment_id=essay.feedback_comments.get().pk, user=teacher)
+    comment_add(question_id=essay.pk, text="A new comment 1.")  # the number is free again
+
+    exam_rollback(exam_id=exam.pk, to=to, user=teacher)
+
+    answer.refresh_from_db()
+    assert answer.score == D("7.5") and feedback(answer) == "Name both causes.\nGood."
+    assert not AnswerFeedback.objects.get(answer=answer).comments.exists()
+
+
+def test_another_teacher_cannot_take_a_comment_out_of_the_bank(client_for, exam, essay, other_teacher):
+    comment = comment_add(question_id=essay.pk, text="Name both causes.")
+    response = client_for(other_teacher).post(reverse("feedback_comment_delete", args=[exam.pk, comment.pk]))
+    assert response.status_code == 404 and essay.feedback_comments.count() == 1
