@@ -282,13 +282,14 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
 
     ACCEPT lists other accepted answers separated by ``|``. All or nothing like ``roster_import``:
     problems are an empty or unknown question label, a question listed twice, and a max score that is
-    missing, not a number or negative. Questions are matched on their label; the file's row order
-    becomes the question order.
+    missing, not a number or negative, or not the rubric's total for a question marked by a rubric.
+    Questions are matched on their label; the file's row order becomes the question order.
     """
     rows = _sheet_rows_or_problems(file=file, required=KEY_COLUMNS, optional=KEY_OPTIONAL_COLUMNS)
     problems: list[str] = []
     seen: dict[str, int] = {}
     parsed: list[dict] = []
+    rubric_totals = {q.label: q.rubric_total() for q in Question.objects.filter(exam=exam, rubric_link__isnull=False)}
     for row in rows:
         raw_label = cell_text(row.values["QUESTION"])
         label = question_label_normalise(raw_label)
@@ -316,6 +317,9 @@ def answer_key_import(*, exam: Exam, file: UploadedFile) -> ImportSummary:
             problems.append(f"Row {row.number}: MAX_SCORE {max_raw} is negative.")
         elif max_score > Decimal("9999"):
             problems.append(f"Row {row.number}: MAX_SCORE {max_raw} is too large.")
+        elif label in rubric_totals and max_score != rubric_totals[label]:
+            problems.append(f"Row {row.number}: {label} is marked by a rubric, so its MAX_SCORE is the rubric's total, "
+                            f"{rubric_totals[label].normalize():f}; change the rubric to change it.")
         accept = accept_split(cell_text(row.values.get("ACCEPT")))
         parsed.append(
             {"label": label, "answer": cell_text(row.values["ANSWER"]), "max_score": max_score, "accept": accept}

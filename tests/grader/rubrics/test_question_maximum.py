@@ -1,15 +1,19 @@
 """A rubric question's maximum is its rubric's total: the question settings show it read-only, and neither
-they nor the answer key can set another."""
+they nor the answer key (its form or its spreadsheet) can set another."""
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from model_bakery import baker
+from openpyxl import Workbook
 
 from grader.models import Question
+from grader.services import ImportProblems, answer_key_import
 from grader.reading.services import QuestionSettingsRefused, question_settings_set
 
 
@@ -66,3 +70,25 @@ def test_a_question_marked_by_its_key_keeps_any_maximum(exam):
     question.refresh_from_db()
     assert question.max_score == Decimal("3")
 
+
+
+def _key_upload(rows) -> SimpleUploadedFile:
+    workbook = Workbook()
+    workbook.active.append(["QUESTION", "ANSWER", "MAX_SCORE"])
+    for row in rows:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return SimpleUploadedFile("key.xlsx", buffer.getvalue())
+
+
+def test_an_answer_key_import_refuses_another_maximum_for_a_rubric_question_and_changes_nothing(exam, essay):
+    with pytest.raises(ImportProblems) as refused:
+        answer_key_import(exam=exam, file=_key_upload([["Q1", "42", 1], ["Q5", "", 6]]))
+    assert refused.value.problems == ["Row 3: Q5 is marked by a rubric, so its MAX_SCORE is the rubric's total, 10; "
+                                      "change the rubric to change it."]
+    assert list(exam.questions.values_list("label", flat=True)) == ["Q5"]
+
+    answer_key_import(exam=exam, file=_key_upload([["Q1", "42", 1], ["Q5", "", "10"]]))
+    essay.refresh_from_db()
+    assert essay.max_score == Decimal("10") and exam.questions.count() == 2
