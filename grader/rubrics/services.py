@@ -311,7 +311,7 @@ def exam_rollback(*, exam_id: int, to: datetime, user: User) -> int:
     by_answer: dict[int, list[RubricChange]] = {}
     for change in later:
         by_answer.setdefault(change.answer_id, []).append(change)
-    answers = Answer.objects.select_for_update().select_related("question", "script").in_bulk(
+    answers = Answer.objects.select_for_update(of=("self",)).select_related("question", "script").in_bulk(
         {*by_answer, *(revert.answer_id for revert in reverts)})
     # A rubric change that kept the total has no ``AnswerChange`` of its own among the reverts.
     undone = len(reverts) + sum(1 for change in later if _total(change.old) == _total(change.new))
