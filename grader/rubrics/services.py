@@ -192,9 +192,9 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
     text = _feedback_text(text)
     total = sum(given, Decimal(0)) if given else None
     version_before = answer.version
-    state_before = _state(answer_id=answer.pk)
     # Locks the exam and the answer, checks the version and the total against the question, records it.
     answer = grading_services.score_set(answer_id=answer.pk, score=total, expected_version=expected_version, user=user)
+    state_before = _state(answer_id=answer.pk)  # read under the lock; score_set left dimensions and feedback
     if answer.version != version_before and total is not None:
         # The history says how the new total was made up: "Content 3 + Organisation 2.5 + Language 2".
         note = " + ".join(f"{d.name} {marks_text(value)}" for d, value in zip(dimensions, points, strict=True))
