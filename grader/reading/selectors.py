@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import io
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Max, Q
+from django.conf import settings
+from django.db.models import Count, Max, Q
 from django.http import Http404
 from django.utils import timezone
 from PIL import Image
@@ -84,6 +86,20 @@ class Pipeline:
         """Whether work that runs by itself is unfinished: an upload in processing, or boxes not read yet."""
         read = self.stage("read")
         return bool(self.uploads_running) or not read.complete
+
+    @property
+    def stalled(self) -> bool:
+        """Boxes wait to be read and nothing has been read, made or moved for ``WORK_STALLED_MINUTES``:
+        the worker reading them stopped, or reading was never queued. The recovery sweep queues it
+        again by itself; the teacher can too (:func:`scripts_unread`)."""
+        if not self.pending or self.uploads_running or not self.has_boxes or not self.script_count:
+            return False
+        waited = timedelta(minutes=settings.WORK_STALLED_MINUTES)
+        return self.last_activity is None or timezone.now() - self.last_activity >= waited
+
+    @property
+    def stalled_minutes(self) -> int:
+        return settings.WORK_STALLED_MINUTES
 
     @property
     def recently_active(self) -> bool:
@@ -387,3 +403,25 @@ def identity_summary(*, rows: list[IdentityRow]) -> dict[str, int]:
         "matched": counts["matched"],
     }
 
+
+IDENTITY_LABELS = ("NAME", "ID")
+
+
+def scripts_unread(*, exam_ids: Sequence[int] | None = None) -> dict[int, list[int]]:
+    """Exam id -> its scripts with a box not yet read (a question's answer, or the identity), for the
+    exams in ``exam_ids`` (all exams: None)."""
+    boxes = AnswerBox.objects.filter(parent=None)
+    if exam_ids is not None:
+        boxes = boxes.filter(exam_id__in=exam_ids)
+    questions = dict(boxes.filter(question__isnull=False).values("exam_id")
+                     .annotate(n=Count("question", distinct=True)).values_list("exam_id", "n"))
+    identity = set(boxes.filter(label__in=IDENTITY_LABELS).values_list("exam_id", flat=True))
+    scripts = (Script.objects.filter(exam_id__in=set(questions) | identity)
+               .annotate(read=Count("answers", distinct=True, filter=Q(
+                   answers__read_at__isnull=False, answers__question__boxes__parent=None)))
+               .values_list("pk", "exam_id", "read", "identity__read_at"))
+    unread: dict[int, list[int]] = defaultdict(list)
+    for script_id, exam_id, read, identity_read_at in scripts:
+        if read < questions.get(exam_id, 0) or (exam_id in identity and identity_read_at is None):
+            unread[exam_id].append(script_id)
+    return unread

@@ -635,6 +635,14 @@ def exam_read_enqueue(*, exam: Exam, scripts: Iterable[Script] | None = None) ->
     return len(script_ids)
 
 
+def exam_unread_enqueue(*, exam: Exam) -> int:
+    """Queue reading of the exam's scripts that have a box not read yet (a stalled or never-queued
+    reading); returns how many."""
+    from .selectors import scripts_unread
+
+    return exam_read_enqueue(exam=exam, scripts=Script.objects.filter(pk__in=scripts_unread(exam_ids=[exam.pk]).get(exam.pk, [])))
+
+
 def reading_queue(*, script_ids: Sequence[int], box_id: int | None = None) -> None:
     """Send reading to the workers now (callers wait for their transaction to commit): one ``ocr``
     task a script, and with a VLM configured ``vlm`` tasks of ``VLM_SCRIPTS_PER_TASK`` scripts each,

@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("exams/<int:exam_id>/reading/", views.reading_progress, name="reading_progress"),
     path("exams/<int:exam_id>/reading/read-all/", views.reading_read_all, name="reading_read_all"),
+    path("exams/<int:exam_id>/reading/read-unread/", views.reading_read_unread, name="reading_read_unread"),
     path("exams/<int:exam_id>/reading/match/", views.reading_match, name="reading_match"),
     path("exams/<int:exam_id>/scripts/<int:number>/reading/", views.script_reading, name="script_reading"),
     path("exams/<int:exam_id>/scripts/<int:number>/read/", views.script_read_again, name="script_read_again"),

@@ -98,6 +98,18 @@ def reading_read_all(request: HttpRequest, exam_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def reading_read_unread(request: HttpRequest, exam_id: int) -> HttpResponse:
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    count = services.exam_unread_enqueue(exam=exam)
+    notice = f"Reading {counted(count, 'script')} with boxes not read yet."
+    if request.htmx:
+        return _pipeline_response(request, exam, started=True, notice=notice)
+    messages.success(request, notice)
+    return redirect(f"{exam.get_absolute_url()}#reading")
+
+
+@login_required
+@require_POST
 def reading_match(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     result = services.exam_identity_match(exam_id=exam.pk)

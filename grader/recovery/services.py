@@ -37,13 +37,13 @@ from grader.outputs import services as outputs
 from grader.outputs.models import ExportJob
 from grader.reading import services as reading
 from grader.reading.models import Answer, ScriptIdentity
+from grader.reading.selectors import IDENTITY_LABELS, scripts_unread
 from grader.scans.services import scan_upload_restart
 
 from .models import Job, Requeue, stalled_before
 
 logger = logging.getLogger(__name__)
 
-IDENTITY_LABELS = ("NAME", "ID")
 
 
 @dataclass
@@ -128,22 +128,6 @@ def jobs_recover(found: Recovered) -> None:
             setattr(found, name, getattr(found, name) + 1)
 
 
-def _scripts_unread() -> dict[int, list[int]]:
-    """Exam id -> its scripts with a box not yet read (a question's answer, or the identity)."""
-    questions = dict(AnswerBox.objects.filter(parent=None, question__isnull=False).values("exam_id")
-                     .annotate(n=Count("question", distinct=True)).values_list("exam_id", "n"))
-    identity = set(AnswerBox.objects.filter(parent=None, label__in=IDENTITY_LABELS).values_list("exam_id", flat=True))
-    scripts = (Script.objects.filter(exam_id__in=set(questions) | identity)
-               .annotate(read=Count("answers", distinct=True, filter=Q(
-                   answers__read_at__isnull=False, answers__question__boxes__parent=None)))
-               .values_list("pk", "exam_id", "read", "identity__read_at"))
-    unread: dict[int, list[int]] = defaultdict(list)
-    for script_id, exam_id, read, identity_read_at in scripts:
-        if read < questions.get(exam_id, 0) or (exam_id in identity and identity_read_at is None):
-            unread[exam_id].append(script_id)
-    return unread
-
-
 def _last_progress(exam_id: int):
     """The last sign of reading work in the exam: a box read, a script made, a box drawn or moved."""
     times = [
@@ -159,7 +143,7 @@ def reading_recover(found: Recovered) -> None:
     """Queue reading again for the unread scripts of every exam where reading stalled, and match its
     identities for what is read."""
     before = stalled_before()
-    for exam_id, script_ids in _scripts_unread().items():
+    for exam_id, script_ids in scripts_unread().items():
         last = _last_progress(exam_id)
         if last >= before:
             continue  # still being read (or just queued)

@@ -199,6 +199,39 @@ def test_buttons_queue_reading_tasks(loaded_exam, client_for, teacher, monkeypat
     assert sorted(queued[1:]) == sorted(loaded_exam.scripts.values_list("pk", flat=True))
 
 
+def test_reading_that_stopped_shows_as_stalled_and_one_button_reads_only_the_unread_scripts(
+    read_exam, client_for, teacher, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    unread = read_exam.scripts.order_by("number").last()
+    Answer.objects.filter(script=unread).update(read_at=None)
+    settings.WORK_STALLED_MINUTES = 10
+    quiet = timezone.now() - timedelta(minutes=11)
+    Answer.objects.filter(script__exam=read_exam, read_at__isnull=False).update(read_at=quiet)
+    ScriptIdentity.objects.filter(script__exam=read_exam).update(read_at=quiet)
+    Script.objects.filter(exam=read_exam).update(created_at=quiet)
+    read_exam.boxes.update(updated_at=quiet)
+    read_exam.uploads.update(created_at=quiet)
+    queued = []
+    monkeypatch.setattr(reading_tasks.script_read_task, "delay", queued.append)
+
+    card = client_for(teacher, htmx=True).get(_progress_url(read_exam)).content.decode()
+    assert "Stalled" in card and "Read again the scripts not read yet" in card
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(teacher, htmx=True).post(reverse("reading_read_unread", args=[read_exam.pk]))
+
+    assert response.status_code == 200 and "Reading 1 script with boxes not read yet." in response.content.decode()
+    assert queued == [unread.pk]
+
+
+def test_reading_that_is_merely_slow_is_not_stalled(read_exam, client_for, teacher, settings):
+    Answer.objects.filter(script=read_exam.scripts.order_by("number").last()).update(read_at=None)
+    settings.WORK_STALLED_MINUTES = 10
+
+    card = client_for(teacher, htmx=True).get(_progress_url(read_exam)).content.decode()
+
+    assert "Stalled" not in card
+
+
 def test_reading_a_question_again_reads_only_its_box_and_keeps_teacher_scores(
     read_exam, client_for, teacher, django_capture_on_commit_callbacks
 ):
@@ -501,6 +534,7 @@ def test_another_teacher_sees_none_of_it(read_exam, client_for, other_teacher):
         assert client.get(url).status_code == 404, url
     for url in (
         reverse("reading_read_all", args=[read_exam.pk]),
+        reverse("reading_read_unread", args=[read_exam.pk]),
         reverse("reading_match", args=[read_exam.pk]),
         reverse("script_read_again", args=[read_exam.pk, script.number]),
         reverse("question_read_again", args=[read_exam.pk, question.pk]),
@@ -523,6 +557,7 @@ def test_a_department_head_reads_but_changes_nothing(read_exam, client_for, head
     assert "Read all scripts" not in client_for(head, htmx=True).get(_progress_url(read_exam)).content.decode()
     for url in (
         reverse("reading_read_all", args=[read_exam.pk]),
+        reverse("reading_read_unread", args=[read_exam.pk]),
         reverse("reading_match", args=[read_exam.pk]),
         reverse("script_read_again", args=[read_exam.pk, script.number]),
         reverse("question_read_again", args=[read_exam.pk, question.pk]),
