@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from PIL import Image
 
@@ -99,7 +99,7 @@ def _upload_duplicate_note(*, exam: Exam, sha256: str, name: str, intake: ScanIn
     intake.duplicates.append(
         f"{name} has the same content as {earlier.original_name}, uploaded "
         f"{earlier.created_at:%d %b %Y %H:%M}; it was not added again."
-        + (" That upload stopped before it was processed: use “Process again” on it." if stopped else "")
+        + (" That upload stopped before it was processed: use “Process again” on it, or “Cancel” to remove it." if stopped else "")
     )
     return True
 
@@ -190,6 +190,35 @@ def scan_upload_restart(*, upload: ScanUpload) -> ScanUpload:
     upload.save(update_fields=["status", "error", "heartbeat_at"])
     scan_upload_enqueue(upload=upload)
     return upload
+
+
+class UploadCancelRefused(ValueError):
+    """The upload cannot be cancelled; the message says why, for the teacher."""
+
+
+@transaction.atomic
+def scan_upload_cancel(*, upload: ScanUpload) -> None:
+    """"Cancel" on a stalled or failed upload: it goes, with its file, the pages it made (rows and
+    files) and the scripts left without pages, so the file can be uploaded again. Refused for an
+    upload that finished or is being processed, and when a teacher has scored or typed an answer on
+    one of its scripts (that work would go with them)."""
+    Exam.objects.select_for_update().get(pk=upload.exam_id)
+    upload = ScanUpload.objects.select_for_update().get(pk=upload.pk)
+    if upload.status == ScanUpload.Status.DONE or (upload.status != ScanUpload.Status.FAILED and not upload.stalled):
+        raise UploadCancelRefused(f"{upload.original_name} is not stalled or failed, so it cannot be cancelled.")
+    scripts = set(upload.pages.exclude(script=None).values_list("script_id", flat=True))
+    touched = list(Script.objects.filter(pk__in=scripts).filter(
+        Q(answers__score__isnull=False) | Q(answers__confirmed_text__isnull=False)).values_list("number", flat=True).distinct())
+    if touched:
+        raise UploadCancelRefused(
+            f"You have scored or corrected answers on script{'s' if len(touched) > 1 else ''} "
+            f"{', '.join(str(number) for number in sorted(touched))} from {upload.original_name}; "
+            "use “Process again” instead, which keeps them.")
+    upload.pages.all().delete()
+    Script.objects.filter(pk__in=scripts, pages=None).delete()
+    _upload_page_files_delete(upload=upload)
+    upload.file.delete(save=False)
+    upload.delete()
 
 
 def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:

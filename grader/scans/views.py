@@ -70,6 +70,32 @@ def upload_restart(request: HttpRequest, exam_id: int, upload_id: int) -> HttpRe
     return render(request, "scans/_upload_row.html", {"exam": exam, "upload": upload, "can_change": True})
 
 
+@login_required
+@require_POST
+def upload_cancel(request: HttpRequest, exam_id: int, upload_id: int) -> HttpResponse:
+    """"Cancel": a stalled or failed upload goes, with the pages and scripts it made."""
+    exam = selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    upload = get_object_or_404(ScanUpload, exam=exam, pk=upload_id)
+    try:
+        services.scan_upload_cancel(upload=upload)
+    except services.UploadCancelRefused as refused:
+        if request.htmx:
+            upload.notes = [str(refused)]
+            response = render(request, "scans/_upload_row.html", {"exam": exam, "upload": upload, "can_change": True},
+                              status=409)
+            trigger_client_event(response, "uploadRefused", {"message": str(refused)})
+            return response
+        messages.error(request, str(refused))
+        return redirect(f"{exam.get_absolute_url()}#upload-{upload.pk}")
+    notice = f"Cancelled {upload.original_name}: its pages and the scripts made only from them are gone."
+    if request.htmx:
+        response = HttpResponse("")
+        trigger_client_event(response, "uploadCancelled", {"message": notice})
+        return response
+    messages.success(request, notice)
+    return redirect(exam)
+
+
 def image_response(field, *, thumb: bool) -> HttpResponse:
     """A stored page image (scan or template), or a small greyscale thumbnail of it."""
     if not thumb:

@@ -90,3 +90,43 @@ def test_uploading_the_file_of_a_stalled_upload_again_points_to_process_again(ex
     assert not intake.accepted
     (note,) = intake.duplicates
     assert "not added again" in note and "use “Process again” on it" in note
+
+
+def test_cancel_removes_a_stalled_upload_its_pages_files_and_scripts_so_the_file_can_come_again(
+    exam, teacher, client_for, interrupted
+):
+    row = client_for(teacher, htmx=True).get(reverse("upload_progress", args=[exam.pk, interrupted.pk]))
+    assert reverse("upload_cancel", args=[exam.pk, interrupted.pk]) in row.content.decode()
+    stored = Path(interrupted.file.path)
+
+    response = client_for(teacher, htmx=True).post(reverse("upload_cancel", args=[exam.pk, interrupted.pk]))
+
+    assert response.status_code == 200 and response.content == b"" and "uploadCancelled" in response["HX-Trigger"]
+    assert not ScanUpload.objects.filter(pk=interrupted.pk).exists() and not stored.exists()
+    assert not ScanPage.objects.filter(exam=exam).exists() and not exam.scripts.exists() and not _page_files(exam)
+    assert scans.scan_files_accept(exam=exam, files=[_scans()], user=teacher).accepted
+
+
+def test_cancel_is_refused_when_the_teacher_has_scored_an_answer_on_one_of_its_scripts(
+    exam, teacher, client_for, interrupted
+):
+    from model_bakery import baker
+
+    page = ScanPage.objects.filter(upload=interrupted).order_by("source_index").first()
+    script = baker.make("grader.Script", exam=exam, number=7)
+    ScanPage.objects.filter(pk=page.pk).update(script=script)
+    baker.make("reading.Answer", script=script, question=baker.make("grader.Question", exam=exam, label="Q1"),
+               score=1)
+
+    response = client_for(teacher, htmx=True).post(reverse("upload_cancel", args=[exam.pk, interrupted.pk]))
+
+    assert response.status_code == 409 and "script 7" in response.content.decode()
+    assert ScanUpload.objects.filter(pk=interrupted.pk).exists() and ScanPage.objects.filter(upload=interrupted).count() == 3
+
+
+def test_a_finished_upload_cannot_be_cancelled(exam, teacher, client_for, interrupted):
+    ScanUpload.objects.filter(pk=interrupted.pk).update(status=ScanUpload.Status.DONE)
+
+    response = client_for(teacher).post(reverse("upload_cancel", args=[exam.pk, interrupted.pk]))
+
+    assert response.status_code == 302 and ScanUpload.objects.filter(pk=interrupted.pk).exists()
