@@ -89,11 +89,8 @@ def reading_progress(request: HttpRequest, exam_id: int) -> HttpResponse:
 def reading_read_all(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     count = services.exam_read_enqueue(exam=exam)
-    notice = f"Reading {counted(count, 'script')} again. Teacher scores and corrected texts are kept."
-    if request.htmx:
-        return _pipeline_response(request, exam, started=True, notice=notice)
-    messages.success(request, notice)
-    return redirect(f"{exam.get_absolute_url()}#reading")
+    return _reading_queued(request, exam, f"Reading {counted(count, 'script')} again. Teacher scores and corrected "
+                                          "texts are kept.")
 
 
 @login_required
@@ -101,7 +98,11 @@ def reading_read_all(request: HttpRequest, exam_id: int) -> HttpResponse:
 def reading_read_unread(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
     count = services.exam_unread_enqueue(exam=exam)
-    notice = f"Reading {counted(count, 'script')} with boxes not read yet."
+    return _reading_queued(request, exam, f"Reading {counted(count, 'script')} with boxes not read yet.")
+
+
+def _reading_queued(request: HttpRequest, exam, notice: str) -> HttpResponse:
+    """The answer to a button that queued reading: the card, polling again, or back to the exam page."""
     if request.htmx:
         return _pipeline_response(request, exam, started=True, notice=notice)
     messages.success(request, notice)
