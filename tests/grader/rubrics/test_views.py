@@ -106,7 +106,9 @@ def test_writing_a_rubric_on_the_page_marks_the_question_by_it(client_for, teach
     question = baker.make(Question, exam=exam, label="Q9", granularity=Decimal("0.5"))
     url = reverse("question_rubric", args=[exam.pk, question.pk])
     client = client_for(teacher)
-    assert client.get(url).status_code == 200
+    page = client.get(url)
+    assert page.status_code == 200
+    assert f"<title>Q9 rubric · {exam.title} · markdesk</title>" in page.content.decode()
     response = client.post(url, {
         "action": "save", "name": "Diagram", "task": "Draw the water cycle.",
         "dimension": ["Accuracy", "Labels", ""], "max_points": ["4", "2", ""],
