@@ -283,7 +283,9 @@ def scorer_learn(*, exam: Exam, out: Path, config: ScorerConfig = ScorerConfig(t
     offered, the scorer trained on every scored answer is saved in ``out`` (``ml.scorer``'s folder).
     ``progress`` gets the number of trainings done (``SCORER_FOLDS`` + 1 in all).
     """
-    answers = [answer for answer in answers_scored(exam=exam) if reading.answer_read_text(answer)]
+    scored = list(answers_scored(exam=exam))
+    texts = {answer.pk: (reading.answer_read_text(answer) or "").strip() for answer in scored}
+    answers = [answer for answer in scored if texts[answer.pk]]
     questions = {answer.question_id: answer.question for answer in answers}
     keys = {pk: tuple(t for t in (q.answer, *q.accept) if t.strip()) for pk, q in questions.items()}
     marked = {pk: reading.question_marked(question=question) for pk, question in questions.items()}
@@ -293,7 +295,7 @@ def scorer_learn(*, exam: Exam, out: Path, config: ScorerConfig = ScorerConfig(t
 
     def example(answer: Answer) -> ScorerExample:
         return ScorerExample(question=answer.question.label, key=keys[answer.question_id],
-                             text=reading.answer_read_text(answer).strip(),
+                             text=texts[answer.pk],
                              band=score_bin(score=float(answer.score), max_score=float(answer.question.max_score),
                                             bands=config.bands))
 

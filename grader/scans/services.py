@@ -216,9 +216,11 @@ def scan_upload_cancel(*, upload: ScanUpload) -> None:
             "use “Process again” instead, which keeps them.")
     upload.pages.all().delete()
     Script.objects.filter(pk__in=scripts, pages=None).delete()
-    _upload_page_files_delete(upload=upload)
-    upload.file.delete(save=False)
+    # Files go once the rows are gone for good: a rolled-back cancel keeps an upload that still works.
+    gone = ScanUpload(pk=upload.pk, exam_id=upload.exam_id)
+    storage, name = upload.file.storage, upload.file.name
     upload.delete()
+    transaction.on_commit(lambda: (_upload_page_files_delete(upload=gone), storage.delete(name)))
 
 
 def _scan_upload_pages_store(*, upload: ScanUpload, exam: Exam) -> None:

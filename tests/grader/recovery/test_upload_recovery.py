@@ -93,13 +93,14 @@ def test_uploading_the_file_of_a_stalled_upload_again_points_to_process_again(ex
 
 
 def test_cancel_removes_a_stalled_upload_its_pages_files_and_scripts_so_the_file_can_come_again(
-    exam, teacher, client_for, interrupted
+    exam, teacher, client_for, interrupted, django_capture_on_commit_callbacks
 ):
     row = client_for(teacher, htmx=True).get(reverse("upload_progress", args=[exam.pk, interrupted.pk]))
     assert reverse("upload_cancel", args=[exam.pk, interrupted.pk]) in row.content.decode()
     stored = Path(interrupted.file.path)
 
-    response = client_for(teacher, htmx=True).post(reverse("upload_cancel", args=[exam.pk, interrupted.pk]))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(teacher, htmx=True).post(reverse("upload_cancel", args=[exam.pk, interrupted.pk]))
 
     assert response.status_code == 200 and response.content == b"" and "uploadCancelled" in response["HX-Trigger"]
     assert not ScanUpload.objects.filter(pk=interrupted.pk).exists() and not stored.exists()
