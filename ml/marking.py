@@ -16,7 +16,7 @@ Evidence is weighed in this order, the first that applies deciding:
    scorer trained on the teacher's marks decides every answer the steps above left open: its band
    as a share of the marks, rounded down to the granularity ("learned from your marks (0.93)", the
    model's probability). It is offered only on questions where, on answers it was not trained on,
-   it agreed with the teacher more often than steps 4-6 below did, so it replaces them there.
+   it agreed with the teacher more often than steps 5-7 below did, so it replaces them there.
 5. **Rule, passing**: the similarity to the key (``ml.similarity``) reaches the question's minimum:
    full marks ("rule: similarity 0.92").
 6. **Like a scored answer**: for word and sentence questions, a teacher-scored text at least
