@@ -292,6 +292,13 @@ VLM_ADAPTER_PATH = env.str("VLM_ADAPTER_PATH", default="")
 # batches, so a task gathers the pages of several scripts (bench/vlm.py prints pages/s by batch size).
 VLM_BATCH_SIZE = env.int("VLM_BATCH_SIZE", default=8)
 VLM_SCRIPTS_PER_TASK = env.int("VLM_SCRIPTS_PER_TASK", default=16)
+# How the `vlm` worker serves the model: "transformers" (default) or "vllm" (optional package, CUDA only);
+# static KV cache and torch.compile apply to transformers (see ml.recognition.vlm.VlmConfig).
+VLM_BACKEND = env.str("VLM_BACKEND", default="transformers")
+if VLM_BACKEND not in ("transformers", "vllm"):
+    raise ImproperlyConfigured(f"VLM_BACKEND must be transformers or vllm, not {VLM_BACKEND!r}")
+VLM_STATIC_CACHE = env.bool("VLM_STATIC_CACHE", default=False)
+VLM_COMPILE = env.bool("VLM_COMPILE", default=False)
 # The rubric model (python -m ml.train_rubric's output folder) that suggests dimension scores and a draft
 # of the feedback on rubric questions, on the `vlm` queue; its base Qwen2.5-VL when it has moved since
 # training. Empty: rubric questions are graded without suggestions.

@@ -199,12 +199,12 @@ def _page(record: dict) -> _Page:
 def vlm_run(*, records: Sequence[dict], folder: Path, config: VlmConfig, generate: Callable | None = None) -> EngineRun:
     """Read every page record with ``VlmRecognizer`` (``config.batch_size`` pages per ``generate``).
 
-    ``generate`` replaces the model (tests); by default ``HfGenerator(config)`` is loaded once."""
-    from ml.recognition.vlm import QWEN_FACTOR, HfGenerator, VlmRecognizer
+    ``generate`` replaces the model (tests); by default ``config.backend``'s generator is loaded once."""
+    from ml.recognition.vlm import QWEN_FACTOR, VlmRecognizer, generator_load
 
     factor = QWEN_FACTOR
     if generate is None:
-        generator = HfGenerator(config)
+        generator = generator_load(config)
         generate, factor = generator, generator.factor
     answers = _FirstAnswers(generate)
     recognizer = VlmRecognizer(config, generate=answers, factor=factor)

@@ -90,7 +90,8 @@ def engine_get(name: str, *, recognizer_path: Path | None = None) -> Recognizer:
 
                 _engines[key] = VlmRecognizer(
                     VlmConfig(model_path=settings.VLM_MODEL_PATH, adapter_path=settings.VLM_ADAPTER_PATH or None,
-                              batch_size=settings.VLM_BATCH_SIZE)
+                              batch_size=settings.VLM_BATCH_SIZE, backend=settings.VLM_BACKEND,
+                              static_cache=settings.VLM_STATIC_CACHE, compile=settings.VLM_COMPILE)
                 )
             else:
                 raise ValueError(f"Unknown engine {name!r}")

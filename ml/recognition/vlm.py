@@ -48,6 +48,7 @@ DEFAULT_MIN_PIXELS = 4 * 28 * 28  # 3136, Qwen's own minimum
 # Large enough that an A4 page at 150 dpi (1240x1754) goes in at native resolution (1232x1764, 2772
 # visual tokens): handwriting loses legibility quickly when downscaled. Bigger pages are scaled down.
 DEFAULT_MAX_PIXELS = 3072 * 28 * 28  # 2,408,448
+BACKENDS = ("transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,13 @@ class VlmConfig:
     ``min_pixels``/``max_pixels`` bound the area of the image the model sees (see
     ``DEFAULT_MAX_PIXELS``); they override what the saved processor says. ``retries`` is how many
     follow-up prompts a page gets for regions still unread (1: one retry). ``batch_size`` is the most
-    pages in one ``generate`` call. ``confidence`` False skips the per-token probabilities (they need
-    the raw logits of every step: steps x vocabulary floats, ~0.6 GB per page at 1024 tokens).
+    pages in one ``generate`` call. ``confidence`` False skips the per-token probabilities.
+
+    Serving: ``backend`` "transformers" (``HfGenerator``, the tested default) or "vllm"
+    (``ml.recognition.vlm_vllm.VllmGenerator``, optional: needs the ``vllm`` package on a CUDA node).
+    ``static_cache`` and ``compile`` (transformers only) decode with a preallocated KV cache and a
+    ``torch.compile``d forward: they pay on a GPU once the same batch shapes repeat (``bench/vlm.py``
+    measures both), and cost a compilation per new shape.
     """
 
     model_path: str
@@ -88,6 +94,13 @@ class VlmConfig:
     retries: int = 1
     batch_size: int = 4
     confidence: bool = True
+    backend: str = "transformers"
+    static_cache: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -763,6 +776,16 @@ def _chosen_log_probs():
 # The recogniser
 
 
+def generator_load(config: VlmConfig):
+    """The generate callable ``config.backend`` names, model loaded: called with ``VlmPrompt`` batches, it
+    answers ``VlmOutput``s; it has ``factor`` (the resize multiple) and ``answers_score``."""
+    if config.backend == "vllm":
+        from ml.recognition.vlm_vllm import VllmGenerator
+
+        return VllmGenerator(config)
+    return HfGenerator(config)
+
+
 def _unread(index: int) -> Reading:
     return Reading(index=index, text=None, confidence=None, engine=ENGINE)
 
@@ -817,7 +840,7 @@ class VlmRecognizer:
         """Load the model and processor now (on first use otherwise); returns the generate callable."""
         with self._lock:
             if self._generate is None:
-                generator = HfGenerator(self.config)
+                generator = generator_load(self.config)
                 self._factor = generator.factor
                 self._generate = generator
             return self._generate
