@@ -49,6 +49,8 @@ DEFAULT_MIN_PIXELS = 4 * 28 * 28  # 3136, Qwen's own minimum
 # visual tokens): handwriting loses legibility quickly when downscaled. Bigger pages are scaled down.
 DEFAULT_MAX_PIXELS = 3072 * 28 * 28  # 2,408,448
 BACKENDS = ("transformers", "vllm")
+# Prompt lengths round up to this many tokens with a static KV cache (see ``HfGenerator.__call__``).
+STATIC_CACHE_BUCKET = 256
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class VlmConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.compile and not self.static_cache:
+            raise ValueError("compile needs static_cache: only a static KV cache keeps the decoding step's shapes fixed")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -609,28 +613,21 @@ def _adapter_check(model) -> None:
 
 
 class HfGenerator:
-    """Qwen2.5-VL (+ optional LoRA adapter) and its processor, loaded once; answers ``VlmPrompt`` batches."""
+    """Qwen2.5-VL (+ optional LoRA adapter) and its processor, loaded once; answers ``VlmPrompt`` batches.
 
-    def __init__(self, config: VlmConfig) -> None:
-        from transformers import Qwen2_5_VLForConditionalGeneration
+    ``model`` and ``processor`` given (``bench/vlm.py``'s in-memory model) replace loading them from
+    ``config.model_path``; the rest of the config applies as usual.
+    """
 
+    def __init__(self, config: VlmConfig, *, model: Any = None, processor: Any = None) -> None:
         self.config = config
-        self.device = _device_resolve(config.device)
-        self.dtype = _dtype_resolve(config.dtype, self.device)
-        placement = {"device_map": self.device} if self.device.startswith("cuda") else {}
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            config.model_path, local_files_only=True, **dtype_kwargs(self.dtype), **placement
-        )
-        if config.adapter_path is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, config.adapter_path, is_trainable=False)
-            _adapter_check(model)
-        if not placement:
-            model = model.to(self.device)
+        if model is None:
+            model = self._model_load(config)
         self.model = model.eval()
+        self.device = str(model.device)
 
-        processor = processor_load(model_path=config.model_path, adapter_path=config.adapter_path)
+        if processor is None:
+            processor = processor_load(model_path=config.model_path, adapter_path=config.adapter_path)
         processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
         image_processor = processor.image_processor
         image_processor.size = {"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels}
@@ -645,6 +642,23 @@ class HfGenerator:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         stops = set(eos) | {processor.tokenizer.eos_token_id, processor.tokenizer.pad_token_id}
         self.stop_ids = {token for token in stops if token is not None}
+
+    @staticmethod
+    def _model_load(config: VlmConfig):
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        device = _device_resolve(config.device)
+        dtype = _dtype_resolve(config.dtype, device)
+        placement = {"device_map": device} if device.startswith("cuda") else {}
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            config.model_path, local_files_only=True, **dtype_kwargs(dtype), **placement
+        )
+        if config.adapter_path is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, config.adapter_path, is_trainable=False)
+            _adapter_check(model)
+        return model if placement else model.to(device)
 
     def _generate_kwargs(self, chosen: Any = None) -> dict[str, Any]:
         config = self.config
@@ -663,6 +677,10 @@ class HfGenerator:
             kwargs.update(top_p=config.top_p, temperature=config.temperature, top_k=None)
         else:  # a checkpoint's sampling settings would only draw warnings
             kwargs.update(top_p=None, temperature=None, top_k=None)
+        if config.static_cache:
+            kwargs["cache_implementation"] = "static"
+        # transformers compiles a static-cache decoding step by itself on a GPU; only ``compile`` asks for it.
+        kwargs["disable_compile"] = not config.compile
         return kwargs
 
     def __call__(self, prompts: Sequence[VlmPrompt]) -> list[VlmOutput]:
@@ -677,8 +695,11 @@ class HfGenerator:
             )
             for prompt in prompts
         ]
+        # A static cache is sized, and a compiled step specialised, per batch shape: prompt lengths rounded up
+        # to a bucket let batches of similar pages share one (the extra left padding is masked out).
+        bucket = {"pad_to_multiple_of": STATIC_CACHE_BUCKET} if self.config.static_cache else {}
         inputs = processor(
-            text=texts, images=[prompt.image for prompt in prompts], padding=True, return_tensors="pt"
+            text=texts, images=[prompt.image for prompt in prompts], padding=True, return_tensors="pt", **bucket
         ).to(self.model.device)
         for prompt, grid in zip(prompts, inputs["image_grid_thw"].tolist(), strict=True):
             seen = (grid[2] * self.patch_size, grid[1] * self.patch_size)
@@ -706,31 +727,60 @@ class HfGenerator:
     def answers_score(self, prompt: VlmPrompt, answers: Sequence[str], *, batch_size: int = 8) -> list[float]:
         """The log-probability (natural log, summed over its tokens) the model gives each of ``answers``
         as its reply to ``prompt``: the teacher-forced likelihood of a known text, for scoring
-        candidates (roster names, IDs) against the page instead of reading it freely."""
+        candidates (roster names, IDs) against the page instead of reading it freely.
+
+        The page and prompt go through the model once and their key/value cache is kept; the answers
+        then continue it, ``batch_size`` at a time (right-padded), and only their own tokens get
+        logits: a roster of 30 names costs one page and 30 short continuations, not 30 pages.
+        """
+        import copy
+
         import torch
 
+        if not answers:
+            return []
         processor = self.processor
+        tokenizer = processor.tokenizer
         prefix = processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
             tokenize=False,
             add_generation_prompt=True,
         )
+        inputs = processor(text=[prefix], images=[prompt.image], return_tensors="pt").to(self.model.device)
+        cache = _cache_new(self.model)
+        with torch.inference_mode():
+            last = self.model(**inputs, **{_cache_argument(self.model): cache}, use_cache=True, logits_to_keep=1).logits
+        first_log_probs = torch.log_softmax(last[0, -1].float(), dim=-1)
+        # Text after the page continues the prefix's multimodal rotary positions from their largest + 1
+        # (all three axes alike); the cache's own length would count the image's tokens instead.
+        start = int(_rope_positions(self.model, inputs).max()) + 1
+        prefix_length = inputs["input_ids"].shape[1]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         scores: list[float] = []
         for first in range(0, len(answers), max(1, batch_size)):
-            chunk = list(answers[first : first + max(1, batch_size)])
-            lengths = [len(processor.tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in chunk]
-            inputs = processor(
-                text=[prefix + answer for answer in chunk], images=[prompt.image] * len(chunk), padding=True,
-                return_tensors="pt",
-            ).to(self.model.device)
+            chunk = [tokenizer(answer, add_special_tokens=False)["input_ids"] for answer in
+                     answers[first : first + max(1, batch_size)]]
+            width = max(1, *(len(ids) for ids in chunk))
+            rows = len(chunk)
+            device = self.model.device
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in chunk], device=device)
+            mask = torch.tensor([[1] * (prefix_length + len(ids)) + [0] * (width - len(ids)) for ids in chunk],
+                                device=device)
+            positions = (start + torch.arange(width, device=device)).view(1, 1, -1).expand(3, rows, -1)
+            continued = copy.deepcopy(cache)
+            continued.batch_repeat_interleave(rows)
             with torch.inference_mode():
-                logits = self.model(**inputs).logits.float()
-            log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = inputs["input_ids"][:, 1:]
-            token_scores = log_probs.gather(2, targets.unsqueeze(-1)).squeeze(-1)
-            # Padding is on the left, so every answer's tokens end its row.
-            scores += [float(token_scores[row, -length:].sum()) if length else 0.0
-                       for row, length in enumerate(lengths)]
+                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                    **{_cache_argument(self.model): continued}, use_cache=True).logits
+            # Token i of an answer is predicted by the prefix's last position (i = 0) or by answer token i - 1.
+            log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            later = log_probs.gather(2, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            for row, ids in enumerate(chunk):
+                if not ids:
+                    scores.append(0.0)
+                    continue
+                scores.append(float(first_log_probs[ids[0]] + later[row, : len(ids) - 1].sum()))
+            del continued
         return scores
 
     def _output(self, ids: list[int], probs: list[float] | None) -> VlmOutput:
@@ -746,6 +796,39 @@ class HfGenerator:
         for prefix in prefixes:
             ends.append(min(max(len(prefix), ends[-1] if ends else 0), len(text)))
         return VlmOutput(text=text, token_ends=tuple(ends), token_probs=tuple(probs))
+
+
+def _cache_argument(model) -> str:
+    """The forward's name for the key/value cache: ``cache`` in newer transformers (the old
+    ``past_key_values`` then only warns), ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _cache_new(model):
+    from transformers import DynamicCache
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return DynamicCache(config=base.config)
+    except TypeError:  # transformers before 4.56 sizes it as it fills
+        return DynamicCache()
+
+
+def _rope_positions(model, inputs):
+    """The multimodal rotary positions ``[3, batch, tokens]`` Qwen2.5-VL gives ``inputs`` (image tokens
+    share positions, so the last is far below the token count)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    rope_index = base.model.get_rope_index
+    extra = {name: inputs[name] for name in ("mm_token_type_ids",)
+             if name in inputs and name in inspect.signature(rope_index).parameters}
+    positions, _ = rope_index(inputs["input_ids"], image_grid_thw=inputs["image_grid_thw"],
+                              attention_mask=inputs["attention_mask"], **extra)
+    return positions
 
 
 def _chosen_log_probs():

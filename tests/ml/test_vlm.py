@@ -453,6 +453,58 @@ def test_candidates_are_scored_by_how_likely_the_model_finds_them_as_its_reading
     assert scores[:2] == pytest.approx(one_by_one, abs=1e-3)  # left padding in a batch changes nothing
 
 
+def test_an_answer_scores_what_the_whole_conversation_gives_its_tokens_in_one_pass(tiny):
+    generator = VlmRecognizer(tiny_config(tiny["taught"], device="cpu")).load()
+    page = tiny_page()
+    size = model_input_size(page_size=page.size, max_pixels=TINY_PIXELS)
+    prompt = VlmPrompt(image=page.resize(size, Image.Resampling.BICUBIC), text="read this", size=size)
+    answers = [TAUGHT_ANSWER, '[{"index": 1, "text": "no"}]', "x"]
+    processor, tokenizer = generator.processor, generator.processor.tokenizer
+    prefix = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
+        tokenize=False, add_generation_prompt=True,
+    )
+    whole = []
+    for answer in answers:
+        inputs = processor(text=[prefix + answer], images=[prompt.image], return_tensors="pt")
+        length = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(generator.model(**inputs).logits[0, :-1].float(), dim=-1)
+        targets = inputs["input_ids"][0, 1:]
+        whole.append(float(log_probs.gather(1, targets.unsqueeze(-1))[-length:].sum()))
+
+    scores = generator.answers_score(prompt, answers, batch_size=2)
+
+    assert scores == pytest.approx(whole, abs=1e-3)
+    assert scores[0] > scores[1]  # the taught answer is the likelier
+    assert generator.answers_score(prompt, []) == []
+
+
+def test_a_static_kv_cache_reads_exactly_what_the_dynamic_one_reads(tiny):
+    dynamic = VlmRecognizer(tiny_config(tiny["taught"], max_new_tokens=32, device="cpu")).load()
+    static = HfGenerator(tiny_config(tiny["taught"], max_new_tokens=32, device="cpu", static_cache=True))
+    page = tiny_page()
+    size = model_input_size(page_size=page.size, max_pixels=TINY_PIXELS)
+    prompts = [VlmPrompt(image=page.resize(size, Image.Resampling.BICUBIC), text=text, size=size)
+               for text in (prompt_build(regions=[Region(index=1, bbox=(5, 5, 50, 50))]), "read this")]
+
+    expected, got = dynamic(prompts), static(prompts)
+
+    assert [output.text for output in got] == [output.text for output in expected]
+    for fast, slow in zip(got, expected, strict=True):
+        assert fast.token_probs == pytest.approx(slow.token_probs, abs=1e-4)
+    assert static._generate_kwargs()["cache_implementation"] == "static"
+    assert static._generate_kwargs()["disable_compile"] and "cache_implementation" not in dynamic._generate_kwargs()
+
+
+def test_compiling_needs_a_static_cache_and_the_back_end_must_be_known():
+    with pytest.raises(ValueError, match="compile needs static_cache"):
+        VlmConfig(model_path="m", compile=True)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        VlmConfig(model_path="m", backend="onnx")
+    assert VlmConfig(model_path="m", static_cache=True, compile=True).backend == "transformers"
+
+
 def test_a_generate_function_without_scoring_cannot_score_candidates():
     recognizer = VlmRecognizer(VlmConfig(model_path="unused"), generate=lambda prompts: [])
 
