@@ -683,9 +683,8 @@ class HfGenerator:
         kwargs["disable_compile"] = not config.compile
         return kwargs
 
-    def __call__(self, prompts: Sequence[VlmPrompt]) -> list[VlmOutput]:
-        import torch
-
+    def inputs(self, prompts: Sequence[VlmPrompt]):
+        """The model's input for ``prompts`` (chat template, image patches, left padding), on its device."""
         processor = self.processor
         texts = [
             processor.apply_chat_template(
@@ -698,13 +697,23 @@ class HfGenerator:
         # A static cache is sized, and a compiled step specialised, per batch shape: prompt lengths rounded up
         # to a bucket let batches of similar pages share one (the extra left padding is masked out).
         bucket = {"pad_to_multiple_of": STATIC_CACHE_BUCKET} if self.config.static_cache else {}
+        # On a GPU the (torchvision) image processor patches the pages there: ~0.2 s of CPU a page otherwise,
+        # as long as the model takes to read one in a large batch (bench/vlm.py prints it).
+        where = {"device": str(self.model.device)} if self.model.device.type == "cuda" else {}
         inputs = processor(
-            text=texts, images=[prompt.image for prompt in prompts], padding=True, return_tensors="pt", **bucket
+            text=texts, images=[prompt.image for prompt in prompts], padding=True, return_tensors="pt", **bucket,
+            **where,
         ).to(self.model.device)
         for prompt, grid in zip(prompts, inputs["image_grid_thw"].tolist(), strict=True):
             seen = (grid[2] * self.patch_size, grid[1] * self.patch_size)
             if seen != tuple(prompt.size):
                 raise RuntimeError(f"the processor resized the page to {seen}, the prompt's boxes assume {prompt.size}")
+        return inputs
+
+    def __call__(self, prompts: Sequence[VlmPrompt]) -> list[VlmOutput]:
+        import torch
+
+        inputs = self.inputs(prompts)
         chosen = _chosen_log_probs() if self.config.confidence and not self.config.do_sample else None
         with torch.inference_mode():
             out = self.model.generate(**inputs, **self._generate_kwargs(chosen))
@@ -739,14 +748,8 @@ class HfGenerator:
 
         if not answers:
             return []
-        processor = self.processor
-        tokenizer = processor.tokenizer
-        prefix = processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        inputs = processor(text=[prefix], images=[prompt.image], return_tensors="pt").to(self.model.device)
+        tokenizer = self.processor.tokenizer
+        inputs = self.inputs([prompt])
         cache = _cache_new(self.model)
         with torch.inference_mode():
             last = self.model(**inputs, **{_cache_argument(self.model): cache}, use_cache=True, logits_to_keep=1).logits
@@ -754,7 +757,6 @@ class HfGenerator:
         # Text after the page continues the prefix's multimodal rotary positions from their largest + 1
         # (all three axes alike); the cache's own length would count the image's tokens instead.
         start = int(_rope_positions(self.model, inputs).max()) + 1
-        prefix_length = inputs["input_ids"].shape[1]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         scores: list[float] = []
         for first in range(0, len(answers), max(1, batch_size)):
@@ -764,8 +766,8 @@ class HfGenerator:
             rows = len(chunk)
             device = self.model.device
             input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in chunk], device=device)
-            mask = torch.tensor([[1] * (prefix_length + len(ids)) + [0] * (width - len(ids)) for ids in chunk],
-                                device=device)
+            mask = torch.cat([inputs["attention_mask"].expand(rows, -1), torch.tensor(
+                [[1] * len(ids) + [0] * (width - len(ids)) for ids in chunk], device=device)], dim=1)
             positions = (start + torch.arange(width, device=device)).view(1, 1, -1).expand(3, rows, -1)
             continued = copy.deepcopy(cache)
             continued.batch_repeat_interleave(rows)
