@@ -493,6 +493,9 @@ def test_a_static_kv_cache_reads_exactly_what_the_dynamic_one_reads(tiny):
     assert [output.text for output in got] == [output.text for output in expected]
     for fast, slow in zip(got, expected, strict=True):
         assert fast.token_probs == pytest.approx(slow.token_probs, abs=1e-4)
+    answers = [TAUGHT_ANSWER, "no"]  # the page is read left-padded to the bucket for scoring too
+    assert static.answers_score(prompts[1], answers) == pytest.approx(dynamic.answers_score(prompts[1], answers),
+                                                                      abs=1e-3)
     assert static._generate_kwargs()["cache_implementation"] == "static"
     assert static._generate_kwargs()["disable_compile"] and "cache_implementation" not in dynamic._generate_kwargs()
 
