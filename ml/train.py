@@ -20,16 +20,26 @@ processor's chat template over one user turn ``[image, prompt]`` with the genera
 page image already in the model's frame; the answer's tokens and the closing ``<|im_end|>`` follow,
 and only those are learnt (the system, user and image tokens have label -100). bf16 on CUDA, float32
 otherwise. Nothing here imports Django or downloads anything.
+
+With ``packing: true`` several pages share one training row of up to ``max_length`` tokens, without
+padding: each page keeps its own rotary positions and attends only to itself, so a packed row's loss
+and gradients are the token-weighted ones of its pages run apart (``tests/ml/test_train_packing.py``).
+The frozen vision tower and projector run without autograd, so they keep no activations and do no
+backward work, activation checkpointing or not. ``bench/vlm.py`` times this same set-up on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
+import inspect
 import json
 import logging
 import math
+import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
@@ -46,6 +56,10 @@ END_TOKEN = "<|im_end|>"  # closes the assistant turn; learnt, so the model stop
 IGNORE_INDEX = -100  # label of the tokens the loss skips (PyTorch's cross-entropy default)
 ADAPTER_DIR = "adapter"
 LOSS_CURVE = "loss_curve.png"
+# The attention kernels a run may ask for: PyTorch's fused SDPA (everywhere), and FlashAttention 2
+# (CUDA with the flash-attn package), whose variable-length kernel skips the attention between
+# packed pages instead of masking it.
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2")
 
 
 class ConfigError(ValueError):
@@ -69,7 +83,13 @@ class TrainConfig:
     is 2772 of them); a longer example is refused before training starts rather than cut, since a cut
     answer would teach unfinished JSON. ``min_pixels``/``max_pixels`` must be those the data folder was
     made with (the engine's: ``VlmConfig``), so that the processor leaves the page images as they are.
-    ``gradient_checkpointing`` trades compute for activation memory. ``save_total_limit`` bounds
+    ``gradient_checkpointing`` trades compute (one more forward pass of the language model) for
+    activation memory. ``packing``: concatenate pages into rows of up to ``max_length`` tokens (greedy
+    first fit over a seeded shuffle, fixed for the run; needs ``batch_size`` 1, a row being the batch);
+    an optimiser step then learns from all pages of ``gradient_accumulation_steps`` rows, so there are
+    fewer steps per epoch. Validation stays one page a row, so eval losses compare across runs.
+    ``attn_implementation``: one of :data:`ATTENTION_IMPLEMENTATIONS` (``flash_attention_2`` needs CUDA
+    and the flash-attn package). ``save_total_limit`` bounds
     the checkpoints kept (the best is always kept besides the last). ``max_steps`` > 0 stops after that
     many optimiser steps (smoke runs); otherwise ``epochs`` decide.
     """
@@ -93,6 +113,8 @@ class TrainConfig:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     gradient_checkpointing: bool = True
+    packing: bool = False
+    attn_implementation: str = "sdpa"
     logging_steps: int = 1
     save_total_limit: int = 2
     max_steps: int = -1
@@ -192,19 +214,111 @@ def user_turn(prompt: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
 
 
+@dataclass(frozen=True)
+class PagePack:
+    """Pages that train together in one row (``packing``); ``length`` is their tokens in all."""
+
+    examples: tuple[PageExample, ...]
+    length: int
+
+
+def packs_build(examples: Sequence[PageExample], *, lengths: Sequence[int], max_length: int,
+                seed: int) -> list[PagePack]:
+    """Greedy first fit: the examples in an order shuffled by ``seed``, each into the first pack that still
+    has room for its ``lengths`` entry within ``max_length`` tokens, else into a new pack. Deterministic
+    for a seed, so a resumed run packs as the first part did. Every example lands in exactly one pack."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    members: list[list[int]] = []
+    totals: list[int] = []
+    for position in order:
+        length = lengths[position]
+        if length > max_length:
+            raise ConfigError(f"{examples[position].image_path}: {length} tokens > max_length {max_length}")
+        pack = next((number for number, total in enumerate(totals) if total + length <= max_length), None)
+        if pack is None:
+            members.append([])
+            totals.append(0)
+            pack = len(totals) - 1
+        members[pack].append(position)
+        totals[pack] += length
+    return [PagePack(examples=tuple(examples[position] for position in pack), length=total)
+            for pack, total in zip(members, totals, strict=True)]
+
+
+def rows_pad(rows: Sequence[dict[str, Any]], *, pad_token_id: int) -> dict[str, Any]:
+    """A batch of encoded rows (:meth:`PageCollator.encode`'s format), padded on the right to the longest
+    (``pad_token_id``, label -100, attention 0); ``pixel_values`` and ``image_grid_thw`` are concatenated
+    over the batch as Qwen2.5-VL expects."""
+    import torch
+
+    width = max(len(row["input_ids"]) for row in rows)
+    pads = {"input_ids": pad_token_id, "labels": IGNORE_INDEX, "attention_mask": 0, "mm_token_type_ids": 0}
+    batch = {
+        key: torch.stack([torch.nn.functional.pad(row[key], (0, width - len(row[key])), value=pad)
+                          for row in rows])
+        for key, pad in pads.items() if key in rows[0]
+    }
+    batch["pixel_values"] = torch.cat([row["pixel_values"] for row in rows])
+    batch["image_grid_thw"] = torch.cat([row["image_grid_thw"] for row in rows])
+    return batch
+
+
+def rows_pack(rows: Sequence[dict[str, Any]], *, rope_index: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """One unpadded row (batch of 1) of the encoded ``rows`` concatenated, that keeps them apart.
+
+    ``position_ids`` is ``(4, 1, tokens)``: row 0 the text positions, restarting at 0 with every page,
+    which is how transformers tells packed sequences apart (a block-diagonal causal mask for SDPA, the
+    variable-length kernel for FlashAttention 2); rows 1-3 each page's own multimodal rotary positions
+    (``rope_index``, :func:`mrope_index`). There is no ``attention_mask``: given one, transformers would
+    not look for packed sequences. The loss needs nothing more: a page's first label is -100 (its prompt),
+    so no token learns to predict the next page.
+    """
+    import torch
+
+    text = torch.cat([torch.arange(len(row["input_ids"])) for row in rows])
+    spatial = torch.cat([rope_index(row) for row in rows], dim=1)
+    batch = {key: torch.cat([row[key] for row in rows])[None]
+             for key in ("input_ids", "labels", "mm_token_type_ids") if key in rows[0]}
+    batch["position_ids"] = torch.cat([text[None], spatial])[:, None]
+    batch["pixel_values"] = torch.cat([row["pixel_values"] for row in rows])
+    batch["image_grid_thw"] = torch.cat([row["image_grid_thw"] for row in rows])
+    return batch
+
+
+def mrope_index(model) -> Callable[[dict[str, Any]], Any]:
+    """The multimodal rotary positions of one encoded row, as ``model`` (Qwen2.5-VL, peft-wrapped or not)
+    computes them for an unpacked batch: a function of the row (``input_ids`` and ``mm_token_type_ids``
+    of shape ``(tokens,)``, ``image_grid_thw`` of shape ``(1, 3)``) returning a ``(3, tokens)`` tensor."""
+    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_rope_index = owner.model.get_rope_index
+    # transformers 5 finds the image tokens from mm_token_type_ids, 4.x from the image token id.
+    wants_types = "mm_token_type_ids" in inspect.signature(get_rope_index).parameters
+
+    def positions(row: dict[str, Any]):
+        extra = {"mm_token_type_ids": row["mm_token_type_ids"][None]} if wants_types else {}
+        position_ids, _ = get_rope_index(input_ids=row["input_ids"][None], image_grid_thw=row["image_grid_thw"],
+                                         **extra)
+        return position_ids[:, 0]
+
+    return positions
+
+
 class PageCollator:
-    """Turns :class:`PageExample` lists into a padded training batch with the processor.
+    """Turns :class:`PageExample` lists into a padded training batch with the processor, and (given
+    ``rope_index``) a list of one :class:`PagePack` into one packed row (:func:`rows_pack`).
 
     Per example: ``input_ids`` are the chat-templated prompt as the processor encodes it with the page
     (the image placeholder expanded to the page's visual tokens, exactly the engine's input), then the
     answer and ``<|im_end|>`` tokenised on their own; ``labels`` are -100 over the prompt and the ids
-    over the answer. Rows are padded on the right (``pad_token_id``, label -100, attention 0);
-    ``pixel_values`` and ``image_grid_thw`` are concatenated over the batch as Qwen2.5-VL expects.
+    over the answer. Batches of examples are padded (:func:`rows_pad`).
     """
 
-    def __init__(self, *, processor, max_length: int) -> None:
+    def __init__(self, *, processor, max_length: int,
+                 rope_index: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.processor = processor
         self.max_length = max_length
+        self.rope_index = rope_index
         image_processor = processor.image_processor
         self.factor = int(image_processor.patch_size) * int(image_processor.merge_size)
         self.patch_size = int(image_processor.patch_size)
@@ -251,21 +365,13 @@ class PageCollator:
             raise ConfigError(f"{example.image_path}: {len(row['input_ids'])} tokens > max_length {self.max_length}")
         return row
 
-    def __call__(self, examples: Sequence[PageExample]) -> dict[str, Any]:
-        import torch
-
-        rows = [self.encode(example) for example in examples]
-        width = max(len(row["input_ids"]) for row in rows)
-        pads = {"input_ids": self.processor.tokenizer.pad_token_id, "labels": IGNORE_INDEX,
-                "attention_mask": 0, "mm_token_type_ids": 0}
-        batch = {
-            key: torch.stack([torch.nn.functional.pad(row[key], (0, width - len(row[key])), value=pad)
-                              for row in rows])
-            for key, pad in pads.items() if key in rows[0]
-        }
-        batch["pixel_values"] = torch.cat([row["pixel_values"] for row in rows])
-        batch["image_grid_thw"] = torch.cat([row["image_grid_thw"] for row in rows])
-        return batch
+    def __call__(self, items: Sequence[PageExample] | Sequence[PagePack]) -> dict[str, Any]:
+        if items and isinstance(items[0], PagePack):
+            if len(items) != 1 or self.rope_index is None:
+                raise ValueError("packed rows need a rope_index and come one a batch")
+            return rows_pack([self.encode(example) for example in items[0].examples], rope_index=self.rope_index)
+        rows = [self.encode(example) for example in items]
+        return rows_pad(rows, pad_token_id=self.processor.tokenizer.pad_token_id)
 
 
 def lengths_check(*, collator: PageCollator, datasets: dict[str, PageDataset]) -> None:
@@ -298,15 +404,50 @@ def processor_prepare(*, model_path: str, min_pixels: int, max_pixels: int):
     return processor
 
 
-def lora_model(config: TrainConfig, *, dtype):
-    """The base model with a fresh LoRA adapter on the language model's attention projections only."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import Qwen2_5_VLForConditionalGeneration
+def attention_check(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is one of :data:`ATTENTION_IMPLEMENTATIONS` and usable here."""
+    if name not in ATTENTION_IMPLEMENTATIONS:
+        raise ConfigError(f"attn_implementation {name!r}: expected one of {list(ATTENTION_IMPLEMENTATIONS)}")
+    if name == "flash_attention_2":
+        import torch
 
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        config.model_path, local_files_only=True, **dtype_kwargs(dtype)
-    )
-    model.config.use_cache = False  # the KV cache is for generation; it only costs memory in training
+        if not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None:
+            raise ConfigError("attn_implementation flash_attention_2 needs a CUDA GPU and the flash-attn package "
+                              "(pip install flash-attn); use sdpa here")
+
+
+def vision_no_grad(model) -> None:
+    """Run the vision tower and its projector (Qwen2.5-VL's ``visual``) of ``model`` without autograd.
+
+    They are frozen, yet activation checkpointing makes transformers hook every input embedding,
+    the vision tower's patch embedding included, to output a tensor that requires grad; the whole tower
+    would then be recorded, recomputed and back-propagated through (32 blocks over ~11,000 patches of
+    an A4 page) for a gradient nothing uses. Under ``no_grad`` its output is a constant of the
+    language model's graph, as it is without checkpointing."""
+    import torch
+
+    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    visual = owner.model.visual
+    forward = visual.forward
+
+    @functools.wraps(forward)
+    def frozen_forward(*args, **kwargs):
+        with torch.no_grad():
+            return forward(*args, **kwargs)
+
+    visual.forward = frozen_forward
+
+
+def lora_apply(model, config):
+    """``model`` (a Qwen2.5-VL) as ``ml.train`` trains it: a fresh peft LoRA adapter on the language model's
+    ``config.lora_targets`` (rank ``config.lora_rank``, ``config.alpha``, ``config.lora_dropout``), no KV
+    cache, the vision tower without autograd (:func:`vision_no_grad`). Returns the peft model."""
+    from peft import LoraConfig, get_peft_model
+
+    # The KV cache is for generation: in training it only costs memory, and a forward pass with one
+    # does not look for packed sequences. The language model reads its own config's flag.
+    model.config.use_cache = False
+    model.config.get_text_config().use_cache = False
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.alpha,
@@ -315,7 +456,30 @@ def lora_model(config: TrainConfig, *, dtype):
         target_modules=rf".*language_model.*\.({'|'.join(config.lora_targets)})",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    vision_no_grad(peft_model)
+    return peft_model
+
+
+def lora_model(config, *, dtype, attn_implementation: str = "sdpa"):
+    """The base model at ``config.model_path`` with the given attention kernel, through :func:`lora_apply`."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        config.model_path, local_files_only=True, attn_implementation=attn_implementation, **dtype_kwargs(dtype)
+    )
+    return lora_apply(model, config)
+
+
+def checkpointing_set(model, enabled: bool) -> None:
+    """Switch activation checkpointing of ``model``'s layers on or off, by the name the installed
+    transformers uses (``gradient_checkpointing`` became ``activation_checkpointing``; the old name warns).
+    Non-reentrant, which needs no gradient on the (frozen) inputs, unlike the reentrant one."""
+    prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
+    if enabled:
+        getattr(model, f"{prefix}_checkpointing_enable")(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
+    else:
+        getattr(model, f"{prefix}_checkpointing_disable")()
 
 
 def frozen_check(model) -> int:
@@ -419,25 +583,15 @@ class TrainSummary:
     tensorboard: bool = False
 
 
-def _warmup_steps(config: TrainConfig, *, train_pages: int) -> int:
-    """Warm-up as a step count (works with every transformers version, unlike a ratio)."""
+def _warmup_steps(config: TrainConfig, *, train_items: int) -> int:
+    """Warm-up as a step count (works with every transformers version, unlike a ratio); ``train_items``
+    are the training dataset's items (pages, or packs when packing)."""
     if config.max_steps > 0:
         total = config.max_steps
     else:
-        batches = math.ceil(train_pages / config.batch_size)
+        batches = math.ceil(train_items / config.batch_size)
         total = math.ceil(config.epochs * math.ceil(batches / config.gradient_accumulation_steps))
     return math.ceil(config.warmup_ratio * total)
-
-
-def _checkpointing_arguments(enabled: bool) -> dict[str, Any]:
-    """TrainingArguments' activation checkpointing settings, by the name the installed transformers
-    uses (``gradient_checkpointing`` became ``activation_checkpointing``; the old name warns)."""
-    from transformers import TrainingArguments
-
-    names = {item.name for item in fields(TrainingArguments)}
-    prefix = "activation" if "activation_checkpointing" in names else "gradient"
-    # Non-reentrant checkpointing needs no gradient on the (frozen) inputs, unlike the reentrant one.
-    return {f"{prefix}_checkpointing": enabled, f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
@@ -451,6 +605,10 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
     folder = Path(config.data)
     if not Path(config.model_path).is_dir():
         raise ConfigError(f"model_path {config.model_path} is not a directory (a local model: nothing is downloaded)")
+    attention_check(config.attn_implementation)
+    if config.packing and config.batch_size != 1:
+        raise ConfigError(f"packing trains one row of up to max_length tokens a step: set batch_size 1, not "
+                          f"{config.batch_size} (raise max_length for more pages a row)")
     checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
     if resume and checkpoint is None:
         raise ConfigError(f"--resume: no checkpoint in {out}")
@@ -465,11 +623,20 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
                                   max_pixels=config.max_pixels)
     collator = PageCollator(processor=processor, max_length=config.max_length)
     lengths_check(collator=collator, datasets=datasets)
+    train_items: Sequence[PageExample] | Sequence[PagePack] = datasets["train"]
+    if config.packing:
+        examples = datasets["train"].examples
+        train_items = packs_build(examples, lengths=[collator.length(example) for example in examples],
+                                  max_length=config.max_length, seed=config.seed)
+        logger.info("packing: %d training pages in %d rows of at most %d tokens", len(examples),
+                    len(train_items), config.max_length)
 
     set_seed(config.seed)  # before the adapter is made, so its initial A matrices are reproducible
     dtype = _dtype()
-    model = lora_model(config, dtype=dtype)
+    model = lora_model(config, dtype=dtype, attn_implementation=config.attn_implementation)
+    checkpointing_set(model, config.gradient_checkpointing)
     trainable = frozen_check(model)
+    collator.rope_index = mrope_index(model)
     tensorboard = is_tensorboard_available()
     if not tensorboard:
         logger.warning("tensorboard is not installed: no TensorBoard logs (the loss curve is still drawn)")
@@ -484,10 +651,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=_warmup_steps(config, train_pages=len(datasets["train"])),
+        warmup_steps=_warmup_steps(config, train_items=len(train_items)),
         weight_decay=config.weight_decay,
         bf16=dtype == torch.bfloat16,
-        **_checkpointing_arguments(config.gradient_checkpointing),
         dataloader_pin_memory=torch.cuda.is_available(),
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -524,7 +690,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainSummary:
     trainer = Trainer(
         model=model,
         args=arguments,
-        train_dataset=datasets["train"],
+        train_dataset=train_items,
         eval_dataset=datasets["val"],
         data_collator=collator,
         callbacks=[progress],
