@@ -18,6 +18,7 @@ from ml.train import (
     PageDataset,
     PageExample,
     PagePack,
+    answer_loss,
     checkpointing_set,
     config_load,
     lora_model,
@@ -201,3 +202,22 @@ def test_both_presets_train_unpacked_with_sdpa_unless_told_otherwise():
     for name in ("qwen2_5_vl_lora.yaml", "qwen2_5_vl_lora_medium.yaml"):
         preset = config_load(root / "ml/configs" / name)
         assert (preset.packing, preset.attn_implementation, preset.batch_size) == (False, "sdpa", 1)
+
+
+def test_the_answer_loss_equals_the_models_loss_with_logits_only_where_labels_follow(tiny):
+    model = adapted_model(tiny)
+    collator = collator_for(tiny, model)
+    examples = PageDataset(folder=tiny["data"], split="train").examples
+    for batch in (collator(examples[:2]), collator([PagePack(examples=tuple(examples), length=0)])):
+        full, full_gradients = loss_and_gradients(model, batch)
+        model.zero_grad(set_to_none=True)
+        loss, outputs = answer_loss(model, batch)
+        loss.backward()
+        torch.testing.assert_close(loss.detach(), full, rtol=1e-5, atol=1e-6)
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                torch.testing.assert_close(parameter.grad, full_gradients[name], rtol=1e-4, atol=1e-6, msg=name)
+        # Only the positions a label follows: the answers', not the prompts' with their page tokens.
+        followed = (batch["labels"][:, 1:] != -100).any(dim=0)
+        assert outputs.logits.shape[:2] == (batch["input_ids"].shape[0], int(followed.sum()))
+        assert followed.sum() < batch["input_ids"].shape[1] / 4
