@@ -563,6 +563,41 @@ def span_confidence(*, span: tuple[int, int], output: VlmOutput) -> float | None
     return sum(probs) / len(probs) if probs else None
 
 
+def chat_text(*, processor, text: str) -> str:
+    """The conversation the engine sends, as the model's chat template renders it: one user turn, the
+    page image then ``text``, and the assistant's turn opened for the answer."""
+    return processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+
+
+def stop_ids(*, generation_config, tokenizer) -> set[int]:
+    """The token ids an answer ends at: the generation config's end tokens (None: none), the tokenizer's
+    end and padding tokens."""
+    eos = getattr(generation_config, "eos_token_id", None)
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    stops = set(eos) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return {token for token in stops if token is not None}
+
+
+def output_decode(*, tokenizer, ids: list[int], probs: list[float] | None) -> VlmOutput:
+    """The answer of generated ``ids`` (stop token excluded) with, given ``probs`` (one a token), each
+    token's end in characters of the text."""
+    options = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+    text = tokenizer.decode(ids, **options)
+    if probs is None or not ids:
+        return VlmOutput(text=text)
+    # Character ends of each token: decode every prefix (a prefix cut inside a multi-byte character
+    # decodes to a replacement character, so ends are clamped and kept non-decreasing).
+    prefixes = tokenizer.batch_decode([ids[: count + 1] for count in range(len(ids))], **options)
+    ends: list[int] = []
+    for prefix in prefixes:
+        ends.append(min(max(len(prefix), ends[-1] if ends else 0), len(text)))
+    return VlmOutput(text=text, token_ends=tuple(ends), token_probs=tuple(probs))
+
+
 def _device_resolve(device: str) -> str:
     import torch
 
@@ -637,11 +672,8 @@ class HfGenerator:
         self.processor = processor
         self.patch_size = int(image_processor.patch_size)
         self.factor = self.patch_size * int(image_processor.merge_size)
-        generation_config = getattr(self.model, "generation_config", None)
-        eos = getattr(generation_config, "eos_token_id", None)
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        stops = set(eos) | {processor.tokenizer.eos_token_id, processor.tokenizer.pad_token_id}
-        self.stop_ids = {token for token in stops if token is not None}
+        self.stop_ids = stop_ids(generation_config=getattr(self.model, "generation_config", None),
+                                 tokenizer=processor.tokenizer)
 
     @staticmethod
     def _model_load(config: VlmConfig):
@@ -686,14 +718,7 @@ class HfGenerator:
     def inputs(self, prompts: Sequence[VlmPrompt]):
         """The model's input for ``prompts`` (chat template, image patches, left padding), on its device."""
         processor = self.processor
-        texts = [
-            processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            for prompt in prompts
-        ]
+        texts = [chat_text(processor=processor, text=prompt.text) for prompt in prompts]
         # A static cache is sized, and a compiled step specialised, per batch shape: prompt lengths rounded up
         # to a bucket let batches of similar pages share one (the extra left padding is masked out).
         bucket = {"pad_to_multiple_of": STATIC_CACHE_BUCKET} if self.config.static_cache else {}
@@ -730,7 +755,8 @@ class HfGenerator:
         outputs = []
         for row, ids in enumerate(generated.cpu().tolist()):
             length = next((position for position, token in enumerate(ids) if token in self.stop_ids), len(ids))
-            outputs.append(self._output(ids[:length], probs[row][:length] if probs is not None else None))
+            outputs.append(output_decode(tokenizer=self.processor.tokenizer, ids=ids[:length],
+                                       probs=probs[row][:length] if probs is not None else None))
         return outputs
 
     def answers_score(self, prompt: VlmPrompt, answers: Sequence[str], *, batch_size: int = 8) -> list[float]:
@@ -784,21 +810,6 @@ class HfGenerator:
                 scores.append(float(first_log_probs[ids[0]] + later[row, : len(ids) - 1].sum()))
             del continued
         return scores
-
-    def _output(self, ids: list[int], probs: list[float] | None) -> VlmOutput:
-        tokenizer = self.processor.tokenizer
-        options = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
-        text = tokenizer.decode(ids, **options)
-        if probs is None or not ids:
-            return VlmOutput(text=text)
-        # Character ends of each token: decode every prefix (a prefix cut inside a multi-byte character
-        # decodes to a replacement character, so ends are clamped and kept non-decreasing).
-        prefixes = tokenizer.batch_decode([ids[: count + 1] for count in range(len(ids))], **options)
-        ends: list[int] = []
-        for prefix in prefixes:
-            ends.append(min(max(len(prefix), ends[-1] if ends else 0), len(text)))
-        return VlmOutput(text=text, token_ends=tuple(ends), token_probs=tuple(probs))
-
 
 def _cache_argument(model) -> str:
     """The forward's name for the key/value cache: ``cache`` in newer transformers (the old

@@ -18,7 +18,7 @@ The contract is ``HfGenerator``'s, and the same inputs give the same answer:
 - Decoding: greedy (temperature 0) unless ``do_sample`` (then ``temperature``/``top_p``, top-k off);
   the repetition penalty of the checkpoint's generation config, as transformers' ``generate`` applies
   it. Generation stops at the generation config's and the tokenizer's end and padding tokens; the answer
-  is cut at the first of them and decoded by the transformers path's own code (``HfGenerator._output``),
+  is cut at the first of them and decoded by the transformers path's own code (``output_decode``),
   so text and token ends agree.
 - Confidence: ``logprobs=0`` makes vLLM return the chosen token's log-probability only (the OpenAI
   convention: the sampled token always, plus the top ``logprobs``), from the raw logits (vLLM's default
@@ -40,7 +40,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ml.recognition.vlm import QWEN_FACTOR, HfGenerator, VlmConfig, VlmOutput, VlmPrompt, processor_load
+from ml.recognition.vlm import (
+    QWEN_FACTOR,
+    VlmConfig,
+    VlmOutput,
+    VlmPrompt,
+    chat_text,
+    output_decode,
+    processor_load,
+    stop_ids,
+)
 
 # Room for the prompt's text around the image (instruction and region list: about 25 tokens a region).
 PROMPT_TEXT_TOKENS = 2048
@@ -113,21 +122,11 @@ class VllmGenerator:
         tokenizer = processor.tokenizer
         self.image_token_id = tokenizer.convert_tokens_to_ids(processor.image_token)
         generation = _generation_config(config.model_path)
-        eos = getattr(generation, "eos_token_id", None)
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        stops = set(eos) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
-        self.stop_ids = {token for token in stops if token is not None}
+        self.stop_ids = stop_ids(generation_config=generation, tokenizer=tokenizer)
         self.repetition_penalty = float(getattr(generation, "repetition_penalty", None) or 1.0)
 
-    # The transformers path's decoding: the same ids give the same text and token ends.
-    _output = HfGenerator._output
-
     def _text(self, prompt: VlmPrompt) -> str:
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
+        return chat_text(processor=self.processor, text=prompt.text)
 
     def _request(self, prompt: VlmPrompt, text: str) -> dict[str, Any]:
         return {"prompt": text, "multi_modal_data": {"image": prompt.image}}
@@ -167,7 +166,7 @@ class VllmGenerator:
             probs = None
             if self.config.confidence:
                 probs = [math.exp(step[token].logprob) for token, step in zip(ids[:length], completion.logprobs)]
-            outputs.append(self._output(ids[:length], probs))
+            outputs.append(output_decode(tokenizer=self.processor.tokenizer, ids=ids[:length], probs=probs))
         return outputs
 
     def answers_score(self, prompt: VlmPrompt, answers: Sequence[str], *, batch_size: int = 8) -> list[float]:
