@@ -41,7 +41,7 @@ from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
 from ml.recognition.base import Region, RegionKind
-from ml.recognition.vlm import PROMPTS, REMINDERS, VlmConfig, VlmOutput, readings_parse
+from ml.recognition.vlm import BACKENDS, PROMPTS, REMINDERS, VlmConfig, VlmOutput, readings_parse
 from ml.training_data import crop_records_load, page_records_load
 
 ENGINES = ("easyocr", "vlm")
@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=VlmConfig.max_new_tokens)
     parser.add_argument("--batch-size", type=int, default=VlmConfig.batch_size, help="vlm: pages per generate call")
     parser.add_argument("--device", default="auto", help='vlm: "auto", "cuda" or "cpu"')
+    parser.add_argument("--backend", default="transformers", choices=BACKENDS,
+                        help="vlm: how the model is served (vllm: optional package, CUDA only)")
     parser.add_argument("--worst", type=int, default=10, help="how many of the worst regions to list per engine")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args(argv)
@@ -323,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                 config = VlmConfig(model_path=args.model, adapter_path=args.adapter, device=args.device,
                                    min_pixels=args.min_pixels, max_pixels=args.max_pixels,
                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                   confidence=False)  # probabilities are not scored; they cost memory
+                                   backend=args.backend, confidence=False)  # probabilities are not scored; they cost memory
                 runs.append(vlm_run(records=records, folder=folder, config=config))
-    except (OSError, ValueError) as error:  # OSError: a missing model or data file
+    except (OSError, ValueError, ImportError) as error:  # a missing model, data file or serving package
         print(f"error: {error}", file=sys.stderr)
         return 2
     reports = [engine_report(run, worst=args.worst) for run in runs]

@@ -7,6 +7,7 @@ EasyOCR is the real, offline-packaged model on a couple of rendered words; the V
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from ml.evaluate import RegionResult, engine_report, main, prompt_regions, repeated, scores, vlm_run
@@ -108,3 +109,11 @@ def test_missing_inputs_are_refused(tiny, tmp_path):
         main(["--engine", "vlm", "--data", str(tiny["data"] / "test.json")])  # no --model
     (tmp_path / "test.json").write_text("[]")
     assert main(["--engine", "easyocr", "--data", str(tmp_path / "test.json")]) == 2
+
+
+def test_the_vllm_back_end_without_vllm_installed_is_refused_with_the_reason(tiny, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as on a machine without it: importing raises ImportError
+
+    assert main(["--engine", "vlm", "--backend", "vllm", "--model", str(tiny["model"]),
+                 "--data", str(tiny["data"] / "test.json")]) == 2
+    assert "pip install vllm" in capsys.readouterr().err
