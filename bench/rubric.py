@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from ml.recognition.vlm import DEFAULT_MIN_PIXELS, model_input_size  # noqa: E402
 from ml.rubric import joint_loss, score_head_build  # noqa: E402
+from ml.train import checkpointing_set, lora_apply  # noqa: E402
 from ml.train_rubric import RubricTrainConfig  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def _vlm_bench():
 def rubric_step_bench(*, tiny: bool, dimensions: int, prompt_tokens: int, feedback_tokens: int,
                       steps: int) -> dict:
     vlm = _vlm_bench()
-    from peft import LoraConfig, get_peft_model
+    from ml.recognition.vlm_tiny import tiny_processor_build
 
     device = "cpu" if tiny else "cuda"
     dtype = torch.float32 if tiny else torch.bfloat16
@@ -50,17 +51,12 @@ def rubric_step_bench(*, tiny: bool, dimensions: int, prompt_tokens: int, feedba
     frame = model_input_size(page_size=vlm.A4_150, min_pixels=DEFAULT_MIN_PIXELS,
                              max_pixels=vlm.TINY_PIXELS if tiny else preset.max_pixels)
     torch.manual_seed(0)
-    config = vlm.model_config(tiny=tiny)
+    config = vlm.model_config(tiny=tiny, processor=tiny_processor_build())
     started = time.perf_counter()
     model = vlm.model_build(config, device=device, dtype=dtype)
     built = time.perf_counter() - started
-    lora = LoraConfig(r=preset.lora_rank, lora_alpha=preset.alpha, lora_dropout=preset.lora_dropout,
-                      task_type="CAUSAL_LM",
-                      target_modules=rf".*language_model.*\.({'|'.join(preset.lora_targets)})")
-    model = get_peft_model(model, lora)
-    model.config.use_cache = False
-    prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
-    getattr(model, f"{prefix}_checkpointing_enable")(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
+    model = lora_apply(model, preset)  # the trainer's adapter, vision tower outside autograd
+    checkpointing_set(model, preset.gradient_checkpointing)
     model.train()
     head = score_head_build(config.text_config.hidden_size).to(device)
     inputs = vlm.page_inputs(config, batch=1, frame=frame, text_tokens=prompt_tokens, answer_tokens=feedback_tokens,

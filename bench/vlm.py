@@ -1,20 +1,24 @@
 """Benchmark Qwen2.5-VL-7B-Instruct on one GPU: reading speed by batch size, and one LoRA training step.
 
-    python bench/vlm.py [--batch-sizes 1 8 32] [--new-tokens 200] [--regions 12] [--json OUT.json]
+    python bench/vlm.py [--batch-sizes 1 8 32] [--new-tokens 200] [--regions 12] [--variants ...] [--json OUT.json]
     python bench/vlm.py --tiny      # CPU smoke run of the same code on ml.recognition.vlm_tiny's shapes
 
 Nothing is downloaded: the model is built in memory, in bf16 on CUDA, from a ``Qwen2_5_VLConfig`` with
 the 7B-Instruct checkpoint's exact shape (28 layers of 3584, 4 KV heads, vocabulary 152064; vision
 tower 32 blocks of 1280) and random weights, which cost the same time per token as the real ones.
-The input is what the engine sends for an A4 page at 150 dpi (1240 x 1754 px, 2772 visual tokens at
-the engine's max_pixels) with ``--regions`` answer boxes: the chat-templated prompt's token count is
-estimated from the engine's real prompt text (Qwen's tokenizer gives every digit its own token; the
-rest is ~4 characters a token), the token ids themselves are random. Generation is greedy and
-forced to exactly ``--new-tokens`` tokens (``min_new_tokens``), ~the JSON answer for 12 regions.
+Reading goes through the engine's own ``HfGenerator`` (its processor, greedy ``generate`` keeping the
+chosen tokens' probabilities, decoding) on what the engine sends for an A4 page at 150 dpi (1240 x
+1754 px, 2772 visual tokens at the engine's max_pixels) with ``--regions`` answer boxes and the
+engine's prompt. The processor's tokenizer is ``vlm_tiny``'s (Qwen's is not here): the prompt's text
+takes somewhat more tokens than with Qwen's, next to the page's 2772. Generation is forced to exactly
+``--new-tokens`` tokens (``min_new_tokens``), ~the JSON answer for 12 regions. ``--variants`` compares
+the dynamic KV cache with a static one, plain and compiled (``VlmConfig.static_cache`` / ``compile``).
 
-Reports, per batch size: seconds, pages/s, boxes/s (pages x regions) and peak GPU memory; then one
-LoRA training step (rank 4 on the language model's attention, as ``ml.train``) on a full page with
-the answer as labels, activation checkpointing on: seconds per optimiser step and peak memory.
+Reports, per variant and batch size: the first call's seconds (compilation included), then the steady
+seconds, pages/s, boxes/s (pages x regions) and peak GPU memory; then ``ml.train``'s LoRA training
+step (its adapter set-up, collation and packing; full pages, the answer as labels) for every
+``--train-attention`` x ``--train-checkpointing`` x ``--train-pages`` setting: tokens per step,
+seconds per optimiser step and per page, peak memory.
 Refuses (exit 2) without CUDA unless ``--tiny``.
 """
 
@@ -27,6 +31,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,9 +39,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.recognition.base import Region  # noqa: E402
-from ml.recognition.vlm import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, model_input_size, prompt_build  # noqa: E402
+from ml.train import ATTENTION_IMPLEMENTATIONS  # noqa: E402
+from ml.recognition.vlm import (  # noqa: E402
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    HfGenerator,
+    VlmConfig,
+    VlmPrompt,
+    model_input_size,
+    prompt_build,
+)
 
 A4_150 = (1240, 1754)
+# VlmConfig set-ups compared: transformers' dynamic KV cache, a static one, a static one compiled.
+VARIANTS = ("dynamic", "static", "compiled")
 TINY_PIXELS = 28 * 28 * 16  # the tiny model's pages, as in its tests: at most 16 visual tokens
 # The chat template's fixed text around the user message (system turn, role headers), in tokens.
 TEMPLATE_TOKENS = 20
@@ -82,16 +98,22 @@ QWEN2_5_VL_7B = {
 IM_START, IM_END = 151644, 151645  # <|im_start|>, <|im_end|> in Qwen's vocabulary
 
 
-def model_config(*, tiny: bool):
-    """The ``Qwen2_5_VLConfig`` to build: the 7B's shape, or (``tiny``) ``vlm_tiny``'s as it writes it."""
+def model_config(*, tiny: bool, processor):
+    """The ``Qwen2_5_VLConfig`` to build: the 7B's shape, or (``tiny``) ``vlm_tiny``'s as it writes it. The
+    special tokens take ``processor``'s ids (its tokenizer is not Qwen's; the ids cost nothing)."""
     from transformers import Qwen2_5_VLConfig
 
-    if not tiny:
-        return Qwen2_5_VLConfig(**QWEN2_5_VL_7B)
-    from ml.recognition.vlm_tiny import tiny_model_build
+    if tiny:
+        from ml.recognition.vlm_tiny import tiny_model_build
 
-    with tempfile.TemporaryDirectory() as folder:
-        return Qwen2_5_VLConfig.from_pretrained(tiny_model_build(Path(folder)))
+        with tempfile.TemporaryDirectory() as folder:
+            return Qwen2_5_VLConfig.from_pretrained(tiny_model_build(Path(folder)))
+    ids = processor.tokenizer.convert_tokens_to_ids
+    config = {**QWEN2_5_VL_7B, "image_token_id": ids("<|image_pad|>"), "video_token_id": ids("<|video_pad|>"),
+              "vision_start_token_id": ids("<|vision_start|>"), "vision_end_token_id": ids("<|vision_end|>")}
+    config["text_config"] = {**config["text_config"], "bos_token_id": ids("<|endoftext|>"),
+                             "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>")}
+    return Qwen2_5_VLConfig(**config)
 
 
 def model_build(config, *, device: str, dtype: torch.dtype):
@@ -175,80 +197,153 @@ def _peak_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
 
 
-def generate_bench(model, config, *, batch_sizes: list[int], frame: tuple[int, int], regions: int,
-                   new_tokens: int, device: str, dtype: torch.dtype) -> list[dict]:
-    """Greedy generation of exactly ``new_tokens`` per page, timed for each batch size."""
+def page_prompts(*, count: int, frame: tuple[int, int], regions: int) -> list[VlmPrompt]:
+    """``count`` copies of the engine's first prompt for an A4 page with ``regions`` answer boxes in two
+    columns, the page already at the model's ``frame`` (as ``VlmRecognizer`` sends it): a white page with
+    a line of ink in each box, since the processor's cost does not depend on what is written."""
+    from PIL import Image, ImageDraw
+
+    width, height = frame
+    rows = math.ceil(regions / 2)
+    margin = min(20, width // 16, height // (4 * rows))  # the tiny model's pages are a few dozen pixels
+    boxes = [Region(index=n + 1, bbox=(
+        (n % 2) * width // 2 + margin, (n // 2) * height // rows + margin, (n % 2 + 1) * width // 2 - margin,
+        (n // 2 + 1) * height // rows - margin)) for n in range(regions)]
+    page = Image.new("RGB", frame, "white")
+    draw = ImageDraw.Draw(page)
+    for box in boxes:
+        draw.rectangle(box.bbox, outline="black")
+        draw.text((box.bbox[0] + 10, box.bbox[1] + 10), f"answer {box.index}", fill="black")
+    return [VlmPrompt(image=page, text=prompt_build(regions=boxes), size=frame)] * count
+
+
+def generate_bench(generator, *, variants: list[str], batch_sizes: list[int], frame: tuple[int, int],
+                   regions: int, new_tokens: int, device: str) -> list[dict]:
+    """Pages read through the engine's own ``HfGenerator`` (processor, greedy ``generate`` with the chosen
+    tokens' probabilities, decoding), exactly ``new_tokens`` each, for every variant and batch size.
+
+    Each (variant, batch size) runs twice: the first call pays for allocation, kernel selection and, for
+    ``compiled``, compilation (reported as ``first_seconds``); the second is the steady speed."""
     from tqdm import tqdm
 
-    generator = torch.Generator().manual_seed(0)
-    text_tokens = prompt_tokens(frame=frame, regions=regions)
-    settings = {"do_sample": False, "pad_token_id": config.text_config.pad_token_id,
-                "eos_token_id": config.text_config.eos_token_id}
-    # One short run first: CUDA context, cuBLAS handles and kernel selection are not reading time.
-    warm = page_inputs(config, batch=1, frame=frame, text_tokens=text_tokens, device=device, dtype=dtype,
-                       generator=generator)
-    with torch.inference_mode():
-        model.generate(**warm, max_new_tokens=2, min_new_tokens=2, **settings)
+    # Random weights would stop at a random end token now and then; a page's answer is ~new_tokens long.
+    generator.model.generation_config.min_new_tokens = new_tokens
+    base = replace(generator.config, max_new_tokens=new_tokens)
     rows = []
-    for batch in tqdm(batch_sizes, desc="generate", unit="batch size"):
-        inputs = page_inputs(config, batch=batch, frame=frame, text_tokens=text_tokens, device=device,
-                             dtype=dtype, generator=generator)
-        _peak_reset(device)
-        row = {"batch_size": batch, "prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": new_tokens}
+    for variant, batch in tqdm([(v, b) for v in variants for b in batch_sizes], desc="generate", unit="run"):
+        generator.config = replace(base, static_cache=variant != "dynamic", compile=variant == "compiled")
+        prompts = page_prompts(count=batch, frame=frame, regions=regions)
+        row: dict = {"variant": variant, "batch_size": batch, "new_tokens": new_tokens}
+        timings = []
         try:
-            _sync(device)
-            started = time.perf_counter()
-            with torch.inference_mode():
-                out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **settings)
-            _sync(device)
+            for _ in range(2):
+                _peak_reset(device)
+                _sync(device)
+                started = time.perf_counter()
+                outputs = generator(prompts)
+                _sync(device)
+                timings.append(time.perf_counter() - started)
         except torch.cuda.OutOfMemoryError:
             rows.append({**row, "error": "out of memory", "peak_gib": _peak_gib(device)})
             continue
-        seconds = time.perf_counter() - started
-        generated = out.shape[1] - inputs["input_ids"].shape[1]
-        rows.append({**row, "generated": int(generated), "seconds": seconds, "pages_per_s": batch / seconds,
-                     "boxes_per_s": batch * regions / seconds, "peak_gib": _peak_gib(device)})
-        del inputs, out
+        started = time.perf_counter()
+        inputs = generator.inputs(prompts[:1])
+        processing = time.perf_counter() - started
+        seconds = timings[-1]
+        rows.append({**row, "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                     "generated": max(len(output.token_probs) for output in outputs), "first_seconds": timings[0],
+                     "seconds": seconds, "pages_per_s": batch / seconds, "boxes_per_s": batch * regions / seconds,
+                     "processor_s_per_page": processing, "peak_gib": _peak_gib(device)})
+    generator.config = base
     return rows
 
 
 def train_step_bench(model, config, *, frame: tuple[int, int], regions: int, answer_tokens: int, device: str,
-                     dtype: torch.dtype, steps: int = 3) -> dict:
-    """LoRA (rank 4, attention of the language model) on ``model``, activation checkpointing on, one page a
-    step with the answer as labels; the mean time of the steps after the first and the peak memory."""
-    from peft import LoraConfig, get_peft_model
+                     dtype: torch.dtype, attentions: list[str], checkpointing: list[bool], pack_pages: list[int],
+                     steps: int) -> list[dict]:
+    """``ml.train``'s training step on ``model``, timed for every (attention kernel, activation
+    checkpointing, pages a row) setting: one row a step, each page a full ``frame`` page with
+    ``answer_tokens`` labelled answer tokens.
 
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)")
-    model = get_peft_model(model, lora)
-    model.config.use_cache = False  # the KV cache is for generation
-    # Non-reentrant: no gradient needed on the frozen inputs. transformers 5 renamed gradient to
-    # activation checkpointing (the old name warns).
-    prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
-    getattr(model, f"{prefix}_checkpointing_enable")(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
+    The set-up is ``ml.train``'s own: the LoRA adapter of ``ml/configs/qwen2_5_vl_lora.yaml`` through
+    ``lora_apply`` (vision tower without autograd), ``checkpointing_set``, the kernel ``attention_check``
+    accepts; one page a row is collated as ``rows_pad`` does, N pages as the packed row ``rows_pack`` makes
+    (the model's own rotary positions per page). Each step is ``answer_loss`` (logits only where labels
+    follow) under bf16 autocast (as the Trainer's ``bf16``), the backward pass and a fused AdamW step
+    (the Trainer's default optimiser); one untimed step first per setting. Returns a row per setting:
+    tokens and pages per step, mean seconds per optimiser step and per page, peak memory; or ``error``
+    (kernel not available, out of memory)."""
+    from ml.train import (
+        ConfigError,
+        answer_loss,
+        attention_check,
+        checkpointing_set,
+        config_load,
+        frozen_check,
+        lora_apply,
+        mrope_index,
+        rows_pack,
+        rows_pad,
+    )
+
+    preset = config_load(Path(__file__).resolve().parent.parent / "ml/configs/qwen2_5_vl_lora.yaml")
+    model = lora_apply(model, preset)
+    trainable = frozen_check(model)
     model.train()
     inputs = page_inputs(config, batch=1, frame=frame, text_tokens=prompt_tokens(frame=frame, regions=regions),
-                         answer_tokens=answer_tokens, device=device, dtype=dtype,
+                         answer_tokens=answer_tokens, device="cpu", dtype=dtype,
                          generator=torch.Generator().manual_seed(1))
-    labels = torch.full_like(inputs["input_ids"], -100)
-    labels[:, -answer_tokens:] = inputs["input_ids"][:, -answer_tokens:]
-    optimiser = torch.optim.AdamW([parameter for parameter in model.parameters() if parameter.requires_grad], lr=5e-5)
-    _peak_reset(device)
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        started = time.perf_counter()
-        loss = model(**inputs, labels=labels).loss
-        loss.backward()
-        loss = loss.item()
-        optimiser.step()
-        optimiser.zero_grad(set_to_none=True)
-        _sync(device)
-        times.append(time.perf_counter() - started)
-    timed = times[1:] or times  # the first step also allocates the optimiser state
-    return {"tokens": int(inputs["input_ids"].shape[1]), "answer_tokens": answer_tokens,
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "seconds": sum(timed) / len(timed), "loss": loss, "peak_gib": _peak_gib(device)}
+    labels = torch.full_like(inputs["input_ids"][0], -100)
+    labels[-answer_tokens:] = inputs["input_ids"][0, -answer_tokens:]
+    page = {key: value[0] if key in ("input_ids", "attention_mask", "mm_token_type_ids") else value
+            for key, value in inputs.items()}
+    page["labels"] = labels
+    rope_index = mrope_index(model)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    rows = []
+    for attention in attentions:
+        for checkpointed in checkpointing:
+            for pages in pack_pages:
+                row: dict = {"attention": attention, "checkpointing": checkpointed, "pages": pages,
+                             "lora_rank": preset.lora_rank, "trainable_parameters": trainable}
+                try:
+                    attention_check(attention)
+                except ConfigError as error:
+                    rows.append({**row, "error": str(error)})
+                    continue
+                model.set_attn_implementation(attention)
+                checkpointing_set(model, checkpointed)
+                batch = rows_pad([page], pad_token_id=config.text_config.pad_token_id) if pages == 1 else \
+                    rows_pack([page] * pages, rope_index=rope_index)
+                batch = {key: value.to(device) for key, value in batch.items()}
+                row["tokens"] = int(batch["input_ids"].numel())
+                row["answer_tokens"] = int((batch["labels"] != -100).sum())
+                optimiser = torch.optim.AdamW(parameters, lr=preset.learning_rate, fused=device == "cuda")
+                _peak_reset(device)
+                times = []
+                try:
+                    for _ in range(steps + 1):
+                        _sync(device)
+                        started = time.perf_counter()
+                        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                            loss, _ = answer_loss(model, batch)
+                        loss.backward()
+                        optimiser.step()
+                        optimiser.zero_grad(set_to_none=True)
+                        _sync(device)
+                        times.append(time.perf_counter() - started)
+                except torch.cuda.OutOfMemoryError:
+                    loss = None  # frees what the failed step holds before the next setting
+                    optimiser.zero_grad(set_to_none=True)
+                    rows.append({**row, "error": "out of memory", "peak_gib": _peak_gib(device)})
+                    continue
+                finally:
+                    del batch
+                seconds = sum(times[1:]) / steps
+                rows.append({**row, "seconds_per_step": seconds, "seconds_per_page": seconds / pages,
+                             "tokens_per_s": row["tokens"] / seconds, "loss": loss.item(),
+                             "peak_gib": _peak_gib(device)})
+    return rows
 
 
 def _gib(value: float | None) -> str:
@@ -262,6 +357,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="pages per generate call (default 1 8 32)")
     parser.add_argument("--new-tokens", type=int, help="tokens generated per page (default 200)")
     parser.add_argument("--regions", type=int, default=12, help="answer boxes per page (default 12)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS,
+                        help="decoding set-ups: dynamic KV cache, static cache, static cache compiled "
+                             "(default all three; --tiny: dynamic static, compiling is for GPUs)")
+    parser.add_argument("--train-attention", nargs="+", choices=ATTENTION_IMPLEMENTATIONS,
+                        help="attention kernels of the train step (default both; --tiny: sdpa)")
+    parser.add_argument("--train-checkpointing", nargs="+", choices=["on", "off"], default=["on", "off"],
+                        help="activation checkpointing of the train step (default on off)")
+    parser.add_argument("--train-pages", type=int, nargs="+",
+                        help="pages a training row: 1 is one page a row, N packs N pages into one row "
+                             "(ml.train's packing) (default 1 4; --tiny: 1 3)")
+    parser.add_argument("--train-steps", type=int, default=3, help="timed train steps a setting (default 3)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
@@ -275,31 +381,54 @@ def main(argv: list[str] | None = None) -> int:
     frame = model_input_size(page_size=A4_150, min_pixels=DEFAULT_MIN_PIXELS,
                              max_pixels=TINY_PIXELS if args.tiny else DEFAULT_MAX_PIXELS)
     torch.manual_seed(0)
-    config = model_config(tiny=args.tiny)
+    from ml.recognition.vlm_tiny import tiny_processor_build
+
+    processor = tiny_processor_build()
+    config = model_config(tiny=args.tiny, processor=processor)
     started = time.perf_counter()
     model = model_build(config, device=device, dtype=dtype)
     built = time.perf_counter() - started
+    generator = HfGenerator(VlmConfig(model_path="(built in memory)", device=device, min_pixels=DEFAULT_MIN_PIXELS,
+                                      max_pixels=TINY_PIXELS if args.tiny else DEFAULT_MAX_PIXELS),
+                            model=model, processor=processor)
+    variants = args.variants or (["dynamic", "static"] if args.tiny else list(VARIANTS))
     print(f"{'tiny' if args.tiny else 'Qwen2.5-VL-7B'} shape, random weights, {dtype} on {device} "
           f"(built in {built:.1f} s); page frame {frame[0]}x{frame[1]}, {args.regions} regions, "
           f"{new_tokens} new tokens")
-    rows = generate_bench(model, config, batch_sizes=batch_sizes, frame=frame, regions=args.regions,
-                          new_tokens=new_tokens, device=device, dtype=dtype)
-    print(f"{'batch':>5} {'tokens in':>9} {'seconds':>8} {'pages/s':>8} {'boxes/s':>8} {'peak GiB':>8}")
+    rows = generate_bench(generator, variants=variants, batch_sizes=batch_sizes, frame=frame, regions=args.regions,
+                          new_tokens=new_tokens, device=device)
+    print(f"{'variant':>9} {'batch':>5} {'tokens in':>9} {'first s':>8} {'seconds':>8} {'pages/s':>8} "
+          f"{'boxes/s':>8} {'peak GiB':>8}")
     for row in rows:
         if "error" in row:
-            print(f"{row['batch_size']:>5} {row['prompt_tokens']:>9} {row['error']}")
+            print(f"{row['variant']:>9} {row['batch_size']:>5} {row['error']}")
         else:
-            print(f"{row['batch_size']:>5} {row['prompt_tokens']:>9} {row['seconds']:>8.2f} "
-                  f"{row['pages_per_s']:>8.2f} {row['boxes_per_s']:>8.1f} {_gib(row['peak_gib']):>8}")
-    step = train_step_bench(model, config, frame=frame, regions=args.regions, answer_tokens=new_tokens,
-                            device=device, dtype=dtype, steps=2 if args.tiny else 3)
-    print(f"LoRA train step (rank 4, activation checkpointing, {step['tokens']} tokens): "
-          f"{step['seconds']:.2f} s, peak {_gib(step['peak_gib'])} GiB")
+            print(f"{row['variant']:>9} {row['batch_size']:>5} {row['prompt_tokens']:>9} {row['first_seconds']:>8.2f} "
+                  f"{row['seconds']:>8.2f} {row['pages_per_s']:>8.2f} {row['boxes_per_s']:>8.1f} "
+                  f"{_gib(row['peak_gib']):>8}")
+    processing = [row["processor_s_per_page"] for row in rows if "error" not in row]
+    if processing:
+        print(f"processor (resize check, patches, tokens) on the CPU: {min(processing):.3f} s a page")
+    steps = train_step_bench(
+        model, config, frame=frame, regions=args.regions, answer_tokens=new_tokens, device=device, dtype=dtype,
+        attentions=args.train_attention or (["sdpa"] if args.tiny else list(ATTENTION_IMPLEMENTATIONS)),
+        checkpointing=[choice == "on" for choice in args.train_checkpointing],
+        pack_pages=args.train_pages or ([1, 3] if args.tiny else [1, 4]), steps=args.train_steps)
+    print(f"LoRA train step (ml.train's set-up, rank {steps[0]['lora_rank']}), one optimiser step a row:")
+    print(f"{'attention':>17} {'ckpt':>4} {'pages':>5} {'tokens':>6} {'s/step':>7} {'s/page':>7} {'tokens/s':>8} "
+          f"{'peak GiB':>8}")
+    for step in steps:
+        setting = f"{step['attention']:>17} {'on' if step['checkpointing'] else 'off':>4} {step['pages']:>5}"
+        if "error" in step:
+            print(f"{setting} {step['error']}")
+        else:
+            print(f"{setting} {step['tokens']:>6} {step['seconds_per_step']:>7.2f} {step['seconds_per_page']:>7.2f} "
+                  f"{step['tokens_per_s']:>8.0f} {_gib(step['peak_gib']):>8}")
     if args.json:
         args.json.write_text(json.dumps({
             "model": "tiny" if args.tiny else "Qwen2.5-VL-7B-Instruct shape", "device": device, "dtype": str(dtype),
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "frame": list(frame),
-            "regions": args.regions, "build_seconds": built, "generate": rows, "train_step": step,
+            "regions": args.regions, "build_seconds": built, "generate": rows, "train_steps": steps,
         }, indent=2))
     return 0
 

@@ -34,7 +34,7 @@ from ml.rubric import (
     score_head_build,
     score_token_add,
 )
-from ml.train import ConfigError, frozen_check, lora_model, processor_prepare, settings_load
+from ml.train import ConfigError, checkpointing_set, frozen_check, lora_model, processor_prepare, settings_load
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,7 @@ def rubric_train(config: RubricTrainConfig, *, progress: bool = False) -> Rubric
     head = score_head_build(hidden_size)
     model.to(device)
     head.to(device)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointing_set(model, config.gradient_checkpointing)
     collator = RubricCollator(processor=processor, folder=folder, max_length=config.max_length)
     for record in train + val:  # refuse a too long or malformed example before any training
         collator.encode(record)

@@ -226,11 +226,21 @@ def test_the_bench_builds_its_model_and_runs_tiny_on_cpu(tmp_path):
     report = tmp_path / "bench.json"
     assert bench.main(["--tiny", "--batch-sizes", "1", "2", "--new-tokens", "4", "--json", str(report)]) == 0
     results = json.loads(report.read_text())
-    assert [row["batch_size"] for row in results["generate"]] == [1, 2]
-    assert all(row["pages_per_s"] > 0 and row["boxes_per_s"] > 0 for row in results["generate"])
-    assert results["train_step"]["seconds"] > 0
+    assert [(row["variant"], row["batch_size"]) for row in results["generate"]] == [
+        ("dynamic", 1), ("dynamic", 2), ("static", 1), ("static", 2)]
+    assert all(row["pages_per_s"] > 0 and row["boxes_per_s"] > 0 and row["generated"] == 4
+               for row in results["generate"])
+    # ml.train's step for each setting the CPU has: one page a row, then three packed in one.
+    steps = results["train_steps"]
+    assert [(step["attention"], step["checkpointing"], step["pages"]) for step in steps] == [
+        ("sdpa", True, 1), ("sdpa", True, 3), ("sdpa", False, 1), ("sdpa", False, 3)]
+    assert all(step["seconds_per_step"] > 0 and step["lora_rank"] == 4 for step in steps)
+    assert steps[1]["tokens"] == 3 * steps[0]["tokens"] and steps[1]["answer_tokens"] == 3 * 4
     # The 7B's shape, built on the meta device (no memory): Qwen2.5-VL-7B-Instruct has 8.29 B parameters.
-    model = bench.model_build(bench.model_config(tiny=False), device="meta", dtype=torch.bfloat16)
+    from ml.recognition.vlm_tiny import tiny_processor_build
+
+    model = bench.model_build(bench.model_config(tiny=False, processor=tiny_processor_build()), device="meta",
+                              dtype=torch.bfloat16)
     assert 8.28e9 < sum(parameter.numel() for parameter in model.parameters()) < 8.30e9
     if not torch.cuda.is_available():
         assert bench.main([]) == 2
