@@ -41,11 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ml.recognition.base import Region  # noqa: E402
 from ml.train import ATTENTION_IMPLEMENTATIONS  # noqa: E402
 from ml.recognition.vlm import (  # noqa: E402
+    BACKENDS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
     HfGenerator,
     VlmConfig,
     VlmPrompt,
+    chat_text,
     model_input_size,
     prompt_build,
 )
@@ -227,11 +229,14 @@ def generate_bench(generator, *, variants: list[str], batch_sizes: list[int], fr
     from tqdm import tqdm
 
     # Random weights would stop at a random end token now and then; a page's answer is ~new_tokens long.
-    generator.model.generation_config.min_new_tokens = new_tokens
+    if isinstance(generator, HfGenerator):
+        generator.model.generation_config.min_new_tokens = new_tokens
+    else:
+        generator.sampling_overrides = {"min_tokens": new_tokens}
     base = replace(generator.config, max_new_tokens=new_tokens)
     rows = []
     for variant, batch in tqdm([(v, b) for v in variants for b in batch_sizes], desc="generate", unit="run"):
-        generator.config = replace(base, static_cache=variant != "dynamic", compile=variant == "compiled")
+        generator.config = replace(base, static_cache=variant in ("static", "compiled"), compile=variant == "compiled")
         prompts = page_prompts(count=batch, frame=frame, regions=regions)
         row: dict = {"variant": variant, "batch_size": batch, "new_tokens": new_tokens}
         timings = []
@@ -247,15 +252,39 @@ def generate_bench(generator, *, variants: list[str], batch_sizes: list[int], fr
             rows.append({**row, "error": "out of memory", "peak_gib": _peak_gib(device)})
             continue
         started = time.perf_counter()
-        inputs = generator.inputs(prompts[:1])
+        if isinstance(generator, HfGenerator):
+            inputs = generator.inputs(prompts[:1])
+        else:  # vLLM runs its processor in its own engine: the same work, timed here on the CPU
+            inputs = generator.processor(text=[chat_text(processor=generator.processor, text=prompts[0].text)],
+                                         images=[prompts[0].image], return_tensors="pt")
         processing = time.perf_counter() - started
         seconds = timings[-1]
         rows.append({**row, "prompt_tokens": int(inputs["input_ids"].shape[1]),
                      "generated": max(len(output.token_probs) for output in outputs), "first_seconds": timings[0],
                      "seconds": seconds, "pages_per_s": batch / seconds, "boxes_per_s": batch * regions / seconds,
-                     "processor_s_per_page": processing, "peak_gib": _peak_gib(device)})
+                     "processor_s_per_page": processing,
+                     # vLLM's engine allocates in its own process, outside this one's counters.
+                     "peak_gib": _peak_gib(device) if isinstance(generator, HfGenerator) else None})
     generator.config = base
     return rows
+
+
+def vllm_generator_build(config, *, processor, folder: Path, batch: int, new_tokens: int):
+    """``VllmGenerator`` on a model directory written to ``folder``: ``config`` (the 7B's shape), ``processor``
+    and a generation config, and no weights: vLLM's ``load_format="dummy"`` initialises them at random on
+    the GPU, as ``model_build`` does for transformers."""
+    from transformers import GenerationConfig
+
+    from ml.recognition.vlm_vllm import VllmGenerator
+
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]  # how vLLM picks its model class
+    config.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    text = config.text_config
+    GenerationConfig(bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id,
+                     pad_token_id=text.pad_token_id).save_pretrained(folder)
+    return VllmGenerator(VlmConfig(model_path=str(folder), backend="vllm", dtype="bfloat16", batch_size=batch,
+                                   max_new_tokens=new_tokens), load_format="dummy")
 
 
 def train_step_bench(model, config, *, frame: tuple[int, int], regions: int, answer_tokens: int, device: str,
@@ -357,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="pages per generate call (default 1 8 32)")
     parser.add_argument("--new-tokens", type=int, help="tokens generated per page (default 200)")
     parser.add_argument("--regions", type=int, default=12, help="answer boxes per page (default 12)")
+    parser.add_argument("--backend", choices=BACKENDS, default="transformers",
+                        help="vllm: read through the optional vLLM back end instead (CUDA and the vllm package; "
+                             "no train step, vLLM takes most of the GPU)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS,
                         help="decoding set-ups: dynamic KV cache, static cache, static cache compiled "
                              "(default all three; --tiny: dynamic static, compiling is for GPUs)")
@@ -374,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: bench/vlm.py needs a CUDA GPU (Qwen2.5-VL-7B in bf16 is ~17 GB of weights); "
               "--tiny runs the same code on a tiny model on the CPU", file=sys.stderr)
         return 2
+    if args.backend == "vllm" and (args.tiny or args.variants):
+        parser.error("--backend vllm runs on a CUDA GPU and has no --variants (they set up transformers' KV cache)")
     device = "cpu" if args.tiny else "cuda"
     dtype = torch.float32 if args.tiny else torch.bfloat16
     batch_sizes = args.batch_sizes or ([1, 2] if args.tiny else [1, 8, 32])
@@ -386,12 +420,19 @@ def main(argv: list[str] | None = None) -> int:
     processor = tiny_processor_build()
     config = model_config(tiny=args.tiny, processor=processor)
     started = time.perf_counter()
-    model = model_build(config, device=device, dtype=dtype)
+    if args.backend == "vllm":
+        model = None
+        generator = vllm_generator_build(config, processor=processor, folder=Path(tempfile.mkdtemp(prefix="bench-vlm-")),
+                                         batch=max(batch_sizes), new_tokens=new_tokens)
+        variants = ["vllm"]
+    else:
+        model = model_build(config, device=device, dtype=dtype)
+        generator = HfGenerator(VlmConfig(model_path="(built in memory)", device=device,
+                                          min_pixels=DEFAULT_MIN_PIXELS,
+                                          max_pixels=TINY_PIXELS if args.tiny else DEFAULT_MAX_PIXELS),
+                                model=model, processor=processor)
+        variants = args.variants or (["dynamic", "static"] if args.tiny else list(VARIANTS))
     built = time.perf_counter() - started
-    generator = HfGenerator(VlmConfig(model_path="(built in memory)", device=device, min_pixels=DEFAULT_MIN_PIXELS,
-                                      max_pixels=TINY_PIXELS if args.tiny else DEFAULT_MAX_PIXELS),
-                            model=model, processor=processor)
-    variants = args.variants or (["dynamic", "static"] if args.tiny else list(VARIANTS))
     print(f"{'tiny' if args.tiny else 'Qwen2.5-VL-7B'} shape, random weights, {dtype} on {device} "
           f"(built in {built:.1f} s); page frame {frame[0]}x{frame[1]}, {args.regions} regions, "
           f"{new_tokens} new tokens")
@@ -408,7 +449,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_gib(row['peak_gib']):>8}")
     processing = [row["processor_s_per_page"] for row in rows if "error" not in row]
     if processing:
-        print(f"processor (resize check, patches, tokens) on the CPU: {min(processing):.3f} s a page")
+        print(f"processor (patches, tokens; on the GPU for transformers on CUDA): {min(processing):.3f} s a page")
+    if model is None:
+        if args.json:
+            args.json.write_text(json.dumps({"model": "Qwen2.5-VL-7B-Instruct shape", "backend": "vllm",
+                                             "gpu": torch.cuda.get_device_name(), "frame": list(frame),
+                                             "regions": args.regions, "build_seconds": built, "generate": rows},
+                                            indent=2))
+        return 0
     steps = train_step_bench(
         model, config, frame=frame, regions=args.regions, answer_tokens=new_tokens, device=device, dtype=dtype,
         attentions=args.train_attention or (["sdpa"] if args.tiny else list(ATTENTION_IMPLEMENTATIONS)),

@@ -113,6 +113,7 @@ class VllmGenerator:
             options.update(enable_lora=True, max_loras=1, max_lora_rank=lora_rank_bound(config.adapter_path))
             self.lora = lora_request("adapter", 1, str(config.adapter_path))
         self.llm = vllm.LLM(config.model_path, **{**options, **engine_options})
+        self.sampling_overrides: dict[str, Any] = {}
         self._sampling_params = vllm.SamplingParams
 
         processor = processor_load(model_path=config.model_path, adapter_path=config.adapter_path)
@@ -132,19 +133,21 @@ class VllmGenerator:
         return {"prompt": text, "multi_modal_data": {"image": prompt.image}}
 
     def sampling_params(self):
-        """The ``SamplingParams`` of a reading: the config's decoding, stops and (with ``confidence``) logprobs."""
+        """The ``SamplingParams`` of a reading: the config's decoding, stops and (with ``confidence``) logprobs;
+        ``sampling_overrides`` replace or add fields (``bench/vlm.py`` forces the answer's length with them)."""
         config = self.config
         sampling = {"temperature": config.temperature, "top_p": config.top_p} if config.do_sample else {
             "temperature": 0.0}
-        return self._sampling_params(
-            max_tokens=config.max_new_tokens,
-            top_k=0,
-            repetition_penalty=self.repetition_penalty,
-            stop_token_ids=sorted(self.stop_ids),
-            logprobs=0 if config.confidence else None,
-            detokenize=False,  # decoded here, as the transformers path decodes
+        return self._sampling_params(**{
+            "max_tokens": config.max_new_tokens,
+            "top_k": 0,
+            "repetition_penalty": self.repetition_penalty,
+            "stop_token_ids": sorted(self.stop_ids),
+            "logprobs": 0 if config.confidence else None,
+            "detokenize": False,  # decoded here, as the transformers path decodes
             **sampling,
-        )
+            **self.sampling_overrides,
+        })
 
     def _resize_check(self, prompt: VlmPrompt, prompt_token_ids: Sequence[int]) -> None:
         width, height = prompt.size

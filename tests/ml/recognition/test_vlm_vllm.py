@@ -22,6 +22,7 @@ import json
 import math
 import sys
 import types
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -41,7 +42,7 @@ tiny = test_vlm.tiny  # the fixture: directories of the tiny random model, its a
 
 # vllm.engine.arg_utils.EngineArgs fields the adapter may pass through LLM(**kwargs).
 ENGINE_ARGS = {"max_num_seqs", "max_model_len", "limit_mm_per_prompt", "enable_prefix_caching", "enable_lora",
-               "max_loras", "max_lora_rank", "max_num_batched_tokens", "generation_config"}
+               "max_loras", "max_lora_rank", "max_num_batched_tokens", "generation_config", "load_format"}
 
 
 @dataclasses.dataclass
@@ -183,12 +184,15 @@ def vllm_double(monkeypatch):
 _models: dict[str, Any] = {}
 
 
-def _model(path: str):
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+def _model(path: str, *, dummy: bool = False):
+    """The model at ``path`` and its processor; ``dummy``: randomly initialised from its config alone, as
+    vLLM's ``load_format="dummy"`` makes it."""
+    from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     if path not in _models:
-        _models[path] = (Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True).eval(),
-                         AutoProcessor.from_pretrained(path, local_files_only=True))
+        model = (Qwen2_5_VLForConditionalGeneration(AutoConfig.from_pretrained(path, local_files_only=True)) if dummy
+                 else Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True))
+        _models[path] = (model.eval(), AutoProcessor.from_pretrained(path, local_files_only=True))
     return _models[path]
 
 
@@ -203,7 +207,7 @@ def _logprobs(log_probs: torch.Tensor, token: int, count: int) -> dict[int, Logp
 
 def tiny_engine(llm: LLM, prompt: dict, params: SamplingParams, lora_request) -> RequestOutput:
     """What vLLM does with one request, on the tiny model at ``llm.model`` run by transformers."""
-    model, processor = _model(llm.model)
+    model, processor = _model(llm.model, dummy=llm.kwargs.get("load_format") == "dummy")
     inputs = processor(text=[prompt["prompt"]], images=[prompt["multi_modal_data"]["image"]], return_tensors="pt",
                        **llm.mm_processor_kwargs)
     prompt_ids = inputs["input_ids"][0].tolist()
@@ -212,7 +216,8 @@ def tiny_engine(llm: LLM, prompt: dict, params: SamplingParams, lora_request) ->
     decoding = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p} if sampled else {
         "do_sample": False}
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=params.max_tokens, eos_token_id=sorted(stops), top_k=None,
+        out = model.generate(**inputs, max_new_tokens=params.max_tokens, min_new_tokens=params.min_tokens,
+                             eos_token_id=sorted(stops), top_k=None,
                              repetition_penalty=params.repetition_penalty, output_logits=True,
                              return_dict_in_generate=True, **decoding)
         ids = out.sequences[0, len(prompt_ids):].tolist()
@@ -403,3 +408,27 @@ def test_the_vllm_back_end_reads_a_page_end_to_end_like_the_transformers_one(vll
     scores = recognizer.candidates_score(page=tiny_page(), region=region, candidates=candidates)
     assert scores == pytest.approx(VlmRecognizer(dataclasses.replace(config, backend="transformers")).candidates_score(
         page=tiny_page(), region=region, candidates=candidates), abs=1e-3)
+
+
+def test_the_bench_reads_through_vllm_on_a_dummy_loaded_model_with_forced_answer_lengths(vllm_double, tmp_path):
+    import importlib.util
+
+    from ml.recognition.vlm_tiny import tiny_processor_build
+
+    spec = importlib.util.spec_from_file_location("bench_vlm", Path(__file__).parents[3] / "bench" / "vlm.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    vllm_double.engine = tiny_engine
+    processor = tiny_processor_build()
+
+    generator = bench.vllm_generator_build(bench.model_config(tiny=True, processor=processor), processor=processor,
+                                           folder=tmp_path, batch=2, new_tokens=5)
+    rows = bench.generate_bench(generator, variants=["vllm"], batch_sizes=[1, 2], frame=(84, 112), regions=2,
+                                new_tokens=5, device="cpu")
+
+    (llm,) = vllm_double.instances
+    assert llm.kwargs["load_format"] == "dummy" and llm.kwargs["max_num_seqs"] == 2 and llm.dtype == "bfloat16"
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["Qwen2_5_VLForConditionalGeneration"]
+    assert all(params.min_tokens == params.max_tokens == 5 for _, params, _ in llm.calls)
+    assert [(row["variant"], row["batch_size"], row["generated"]) for row in rows] == [("vllm", 1, 5), ("vllm", 2, 5)]
+    assert all(row["pages_per_s"] > 0 and row["peak_gib"] is None for row in rows)
