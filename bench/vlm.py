@@ -1,6 +1,7 @@
 """Benchmark Qwen2.5-VL-7B-Instruct on one GPU: reading speed by batch size, and one LoRA training step.
 
     python bench/vlm.py [--batch-sizes 1 8 32] [--new-tokens 200] [--regions 12] [--variants ...] [--json OUT.json]
+    python bench/vlm.py --backend vllm   # the optional vLLM back end on the same pages (no train step)
     python bench/vlm.py --tiny      # CPU smoke run of the same code on ml.recognition.vlm_tiny's shapes
 
 Nothing is downloaded: the model is built in memory, in bf16 on CUDA, from a ``Qwen2_5_VLConfig`` with
@@ -15,8 +16,9 @@ takes somewhat more tokens than with Qwen's, next to the page's 2772. Generation
 the dynamic KV cache with a static one, plain and compiled (``VlmConfig.static_cache`` / ``compile``).
 
 Reports, per variant and batch size: the first call's seconds (compilation included), then the steady
-seconds, pages/s, boxes/s (pages x regions) and peak GPU memory; then ``ml.train``'s LoRA training
-step (its adapter set-up, collation and packing; full pages, the answer as labels) for every
+seconds, pages/s, boxes/s (pages x regions) and peak GPU memory; identity matching's cost, the seconds
+to score ``--candidates`` roster texts against one box (``answers_score``); then ``ml.train``'s LoRA
+training step (its adapter set-up, collation and packing; full pages, the answer as labels) for every
 ``--train-attention`` x ``--train-checkpointing`` x ``--train-pages`` setting: tokens per step,
 seconds per optimiser step and per page, peak memory.
 Refuses (exit 2) without CUDA unless ``--tiny``.
@@ -269,6 +271,23 @@ def generate_bench(generator, *, variants: list[str], batch_sizes: list[int], fr
     return rows
 
 
+def candidates_bench(generator, *, frame: tuple[int, int], candidates: int, device: str) -> dict:
+    """Identity matching's cost on one page: ``candidates`` roster texts scored as the reply for one box
+    (``answers_score``, ``VLM_BATCH_SIZE``-like batches of 8, as ``candidates_score`` sends them), after
+    one untimed warm-up."""
+    (prompt,) = page_prompts(count=1, frame=frame, regions=1)
+    replies = [json.dumps([{"index": 1, "text": f"Student {number:03d} Surname"}]) for number in range(candidates)]
+    generator.answers_score(prompt, replies[:2])
+    _peak_reset(device)
+    _sync(device)
+    started = time.perf_counter()
+    scores = generator.answers_score(prompt, replies)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"candidates": len(scores), "seconds": seconds,
+            "peak_gib": _peak_gib(device) if isinstance(generator, HfGenerator) else None}
+
+
 def vllm_generator_build(config, *, processor, folder: Path, batch: int, new_tokens: int):
     """``VllmGenerator`` on a model directory written to ``folder``: ``config`` (the 7B's shape), ``processor``
     and a generation config, and no weights: vLLM's ``load_format="dummy"`` initialises them at random on
@@ -400,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pages a training row: 1 is one page a row, N packs N pages into one row "
                              "(ml.train's packing) (default 1 4; --tiny: 1 3)")
     parser.add_argument("--train-steps", type=int, default=3, help="timed train steps a setting (default 3)")
+    parser.add_argument("--candidates", type=int, default=123,
+                        help="roster texts scored for identity (default 123: a class of 30's NAME box in both "
+                             "word orders, ID and CLASS boxes, each box's own reading)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
@@ -422,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.backend == "vllm":
         model = None
-        generator = vllm_generator_build(config, processor=processor, folder=Path(tempfile.mkdtemp(prefix="bench-vlm-")),
-                                         batch=max(batch_sizes), new_tokens=new_tokens)
+        folder = Path(tempfile.mkdtemp(prefix="bench-vlm-"))
+        generator = vllm_generator_build(config, processor=processor, folder=folder, batch=max(batch_sizes),
+                                         new_tokens=new_tokens)
         variants = ["vllm"]
     else:
         model = model_build(config, device=device, dtype=dtype)
@@ -450,11 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     processing = [row["processor_s_per_page"] for row in rows if "error" not in row]
     if processing:
         print(f"processor (patches, tokens; on the GPU for transformers on CUDA): {min(processing):.3f} s a page")
+    identity = candidates_bench(generator, frame=frame, candidates=args.candidates, device=device)
+    print(f"identity: {identity['candidates']} roster texts scored against one box in {identity['seconds']:.2f} s, "
+          f"peak {_gib(identity['peak_gib'])} GiB")
     if model is None:
         if args.json:
             args.json.write_text(json.dumps({"model": "Qwen2.5-VL-7B-Instruct shape", "backend": "vllm",
                                              "gpu": torch.cuda.get_device_name(), "frame": list(frame),
-                                             "regions": args.regions, "build_seconds": built, "generate": rows},
+                                             "regions": args.regions, "build_seconds": built, "generate": rows,
+                                             "identity": identity},
                                             indent=2))
         return 0
     steps = train_step_bench(
@@ -476,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "model": "tiny" if args.tiny else "Qwen2.5-VL-7B-Instruct shape", "device": device, "dtype": str(dtype),
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "frame": list(frame),
-            "regions": args.regions, "build_seconds": built, "generate": rows, "train_steps": steps,
+            "regions": args.regions, "build_seconds": built, "generate": rows, "identity": identity,
+            "train_steps": steps,
         }, indent=2))
     return 0
 

@@ -104,7 +104,7 @@ class VlmConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.compile and not self.static_cache:
-            raise ValueError("compile needs static_cache: only a static KV cache keeps the decoding step's shapes fixed")
+            raise ValueError("compile needs static_cache: only a static KV cache keeps the decoding shapes fixed")
 
 
 # --------------------------------------------------------------------------------------------------

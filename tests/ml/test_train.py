@@ -230,6 +230,7 @@ def test_the_bench_builds_its_model_and_runs_tiny_on_cpu(tmp_path):
         ("dynamic", 1), ("dynamic", 2), ("static", 1), ("static", 2)]
     assert all(row["pages_per_s"] > 0 and row["boxes_per_s"] > 0 and row["generated"] == 4
                for row in results["generate"])
+    assert results["identity"]["candidates"] == 123 and results["identity"]["seconds"] > 0
     # ml.train's step for each setting the CPU has: one page a row, then three packed in one.
     steps = results["train_steps"]
     assert [(step["attention"], step["checkpointing"], step["pages"]) for step in steps] == [
