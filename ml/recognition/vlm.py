@@ -589,12 +589,19 @@ def output_decode(*, tokenizer, ids: list[int], probs: list[float] | None) -> Vl
     text = tokenizer.decode(ids, **options)
     if probs is None or not ids:
         return VlmOutput(text=text)
-    # Character ends of each token: decode every prefix (a prefix cut inside a multi-byte character
-    # decodes to a replacement character, so ends are clamped and kept non-decreasing).
-    prefixes = tokenizer.batch_decode([ids[: count + 1] for count in range(len(ids))], **options)
+    # Character ends of each token, decoded incrementally as vLLM detokenises: each step decodes only the
+    # tokens since the last complete piece (after a little context, for tokenizers whose first token
+    # decodes differently), so a long answer costs linear time, not one decode of every prefix. A token
+    # that ends inside a multi-byte character (a replacement character so far) ends with that character.
     ends: list[int] = []
-    for prefix in prefixes:
-        ends.append(min(max(len(prefix), ends[-1] if ends else 0), len(text)))
+    length = context = start = 0
+    for index in range(len(ids)):
+        before = tokenizer.decode(ids[context:start], **options)
+        after = tokenizer.decode(ids[context : index + 1], **options)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            length += len(after) - len(before)
+            context, start = start, index + 1
+        ends.append(min(length, len(text)))
     return VlmOutput(text=text, token_ends=tuple(ends), token_probs=tuple(probs))
 
 

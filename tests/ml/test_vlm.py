@@ -25,6 +25,7 @@ from ml.recognition.vlm import (
     _smart_resize_fallback,
     bbox_to_model_frame,
     model_input_size,
+    output_decode,
     prompt_build,
     readings_parse,
     readings_parse_spans,
@@ -258,6 +259,22 @@ def test_repeated_indices_are_asked_once_and_read_into_every_copy():
     recognizer, fake = fake_recognizer('[{"index": 3, "text": "x"}]')
     assert [reading.text for reading in recognizer.read_page(page=PAGE, regions=regions)] == ["x", "x"]
     assert fake.calls[0][0].text.count('"index": 3') == 1
+
+
+def test_a_token_ends_where_its_text_does_and_inside_a_character_where_the_character_does():
+    from ml.recognition.vlm_tiny import tiny_tokenizer_build
+
+    tokenizer = tiny_tokenizer_build()
+    ids = tokenizer("ok ü", add_special_tokens=False)["input_ids"]  # "ü" is two byte tokens here
+    assert [tokenizer.decode([token]) for token in ids[-2:]] == ["\ufffd", "\ufffd"]
+
+    output = output_decode(tokenizer=tokenizer, ids=ids, probs=[0.5] * len(ids))
+
+    assert output.text == "ok ü" and output.token_ends == (1, 2, 3, 3, 4)
+    answer = '[{"index": 56, "text": "the electrons in metals can move freely"}]' * 10
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    ends = output_decode(tokenizer=tokenizer, ids=ids, probs=[0.5] * len(ids)).token_ends
+    assert ends == tuple(len(tokenizer.decode(ids[: count + 1])) for count in range(len(ids)))
 
 
 def test_confidence_comes_from_the_generated_token_probabilities():
