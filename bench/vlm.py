@@ -21,9 +21,9 @@ to score ``--candidates`` roster texts against one box (``answers_score``); then
 training step (its adapter set-up, collation and packing; full pages, the answer as labels) for every
 ``--train-attention`` x ``--train-checkpointing`` x ``--train-pages`` setting: tokens per step,
 seconds per optimiser step and per page, peak memory.
-Refuses (exit 2) without CUDA unless ``--tiny``. All of it takes roughly 8-10 minutes on one H200 (most of
-it compiling and the train settings); a shorter first look at the targets (>= 4 pages/s at 200 new tokens,
-<= 1 s per full-page train step):
+Refuses (exit 2) without CUDA unless ``--tiny``. All of it should take 8-10 minutes on one H200 (an
+estimate from earlier figures; most of it compiling and the train settings); a shorter first look at
+the targets (>= 4 pages/s at 200 new tokens, <= 1 s per full-page train step):
 
     python bench/vlm.py --variants dynamic compiled --batch-sizes 8 32 --train-checkpointing off --train-steps 2
 """
