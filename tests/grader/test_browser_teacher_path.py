@@ -200,6 +200,10 @@ def test_a_new_teacher_takes_a_new_exam_to_emailed_scripts_with_the_keyboard_onl
     expect(page.get_by_text(re.compile(r"^Finished \d")).first).to_be_visible()
     keyboard.activate(page.get_by_role("link", name="Scored scripts, spreadsheet and emails"))
     expect(page.get_by_role("heading", name=re.compile("Results"))).to_be_visible()
+    # The actions precede the scripts table for Tab (its stops grow with the class) yet sit on its right.
+    table, actions = page.locator("#scripts").bounding_box(), page.locator(".outputs-side").bounding_box()
+    assert table["x"] + table["width"] <= actions["x"] and abs(table["y"] - actions["y"]) < 2
+    _shot(page, "results.png")
     keyboard.activate(page.get_by_role("link", name="Email students…"))
     expect(page.get_by_role("heading", name="Email students their scored scripts")).to_be_visible()
     keyboard.activate(page.get_by_role("button", name="Save and send a test to me"))
