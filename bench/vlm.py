@@ -138,15 +138,20 @@ def model_build(config, *, device: str, dtype: torch.dtype):
     return model.eval()
 
 
+def page_boxes(*, frame: tuple[int, int], regions: int) -> list[Region]:
+    """``regions`` answer boxes (``[x1, y1, x2, y2]`` pixels of ``frame``) in two columns filling the page."""
+    width, height = frame
+    rows = math.ceil(regions / 2)
+    margin = min(20, width // 16, height // (4 * rows))  # the tiny model's pages are a few dozen pixels
+    return [Region(index=n + 1, bbox=(
+        (n % 2) * width // 2 + margin, (n // 2) * height // rows + margin, (n % 2 + 1) * width // 2 - margin,
+        (n // 2 + 1) * height // rows - margin)) for n in range(regions)]
+
+
 def prompt_tokens(*, frame: tuple[int, int], regions: int) -> int:
     """Estimated text tokens of the engine's prompt for ``regions`` boxes laid out on a ``frame`` page,
     chat template included (see the module docstring)."""
-    width, height = frame
-    rows = math.ceil(regions / 2)
-    boxes = [Region(index=n + 1, bbox=(
-        (n % 2) * width // 2 + 20, (n // 2) * height // rows + 20, (n % 2 + 1) * width // 2 - 20,
-        (n // 2 + 1) * height // rows - 20)) for n in range(regions)]
-    text = prompt_build(regions=boxes)
+    text = prompt_build(regions=page_boxes(frame=frame, regions=regions))
     digits = sum(char.isdigit() for char in text)
     return TEMPLATE_TOKENS + digits + math.ceil((len(text) - digits) / 4)
 
@@ -211,12 +216,7 @@ def page_prompts(*, count: int, frame: tuple[int, int], regions: int) -> list[Vl
     a line of ink in each box, since the processor's cost does not depend on what is written."""
     from PIL import Image, ImageDraw
 
-    width, height = frame
-    rows = math.ceil(regions / 2)
-    margin = min(20, width // 16, height // (4 * rows))  # the tiny model's pages are a few dozen pixels
-    boxes = [Region(index=n + 1, bbox=(
-        (n % 2) * width // 2 + margin, (n // 2) * height // rows + margin, (n % 2 + 1) * width // 2 - margin,
-        (n // 2 + 1) * height // rows - margin)) for n in range(regions)]
+    boxes = page_boxes(frame=frame, regions=regions)
     page = Image.new("RGB", frame, "white")
     draw = ImageDraw.Draw(page)
     for box in boxes:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import inspect
 import json
 import logging
 import math
@@ -46,7 +45,7 @@ from typing import Any, get_origin, get_type_hints
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ml.recognition.vlm import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, dtype_kwargs
+from ml.recognition.vlm import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, base_model, dtype_kwargs, rope_positions
 from ml.training_data import page_records_load
 
 logger = logging.getLogger(__name__)
@@ -290,16 +289,11 @@ def mrope_index(model) -> Callable[[dict[str, Any]], Any]:
     """The multimodal rotary positions of one encoded row, as ``model`` (Qwen2.5-VL, peft-wrapped or not)
     computes them for an unpacked batch: a function of the row (``input_ids`` and ``mm_token_type_ids``
     of shape ``(tokens,)``, ``image_grid_thw`` of shape ``(1, 3)``) returning a ``(3, tokens)`` tensor."""
-    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    get_rope_index = owner.model.get_rope_index
-    # transformers 5 finds the image tokens from mm_token_type_ids, 4.x from the image token id.
-    wants_types = "mm_token_type_ids" in inspect.signature(get_rope_index).parameters
 
     def positions(row: dict[str, Any]):
-        extra = {"mm_token_type_ids": row["mm_token_type_ids"][None]} if wants_types else {}
-        position_ids, _ = get_rope_index(input_ids=row["input_ids"][None], image_grid_thw=row["image_grid_thw"],
-                                         **extra)
-        return position_ids[:, 0]
+        types = row.get("mm_token_type_ids")
+        return rope_positions(model, input_ids=row["input_ids"][None], image_grid_thw=row["image_grid_thw"],
+                              mm_token_type_ids=None if types is None else types[None])[:, 0]
 
     return positions
 
@@ -426,8 +420,7 @@ def vision_no_grad(model) -> None:
     language model's graph, as it is without checkpointing."""
     import torch
 
-    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    visual = owner.model.visual
+    visual = base_model(model).model.visual
     forward = visual.forward
 
     @functools.wraps(forward)

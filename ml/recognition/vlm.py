@@ -783,21 +783,23 @@ class HfGenerator:
             return []
         tokenizer = self.processor.tokenizer
         inputs = self.inputs([prompt])
-        cache = _cache_new(self.model)
+        cache, cache_argument = _cache_new(self.model), _cache_argument(self.model)
         with torch.inference_mode():
-            last = self.model(**inputs, **{_cache_argument(self.model): cache}, use_cache=True, logits_to_keep=1).logits
+            last = self.model(**inputs, **{cache_argument: cache}, use_cache=True, logits_to_keep=1).logits
         first_log_probs = torch.log_softmax(last[0, -1].float(), dim=-1)
         # Text after the page continues the prefix's multimodal rotary positions from their largest + 1
         # (all three axes alike); the cache's own length would count the image's tokens instead.
-        start = int(_rope_positions(self.model, inputs).max()) + 1
+        start = int(rope_positions(self.model, input_ids=inputs["input_ids"], image_grid_thw=inputs["image_grid_thw"],
+                                   attention_mask=inputs["attention_mask"],
+                                   mm_token_type_ids=inputs.get("mm_token_type_ids")).max()) + 1
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        device = self.model.device
         scores: list[float] = []
         for first in range(0, len(answers), max(1, batch_size)):
             chunk = [tokenizer(answer, add_special_tokens=False)["input_ids"] for answer in
                      answers[first : first + max(1, batch_size)]]
             width = max(1, *(len(ids) for ids in chunk))
             rows = len(chunk)
-            device = self.model.device
             input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in chunk], device=device)
             mask = torch.cat([inputs["attention_mask"].expand(rows, -1), torch.tensor(
                 [[1] * len(ids) + [0] * (width - len(ids)) for ids in chunk], device=device)], dim=1)
@@ -806,7 +808,7 @@ class HfGenerator:
             continued.batch_repeat_interleave(rows)
             with torch.inference_mode():
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                    **{_cache_argument(self.model): continued}, use_cache=True).logits
+                                    **{cache_argument: continued}, use_cache=True).logits
             # Token i of an answer is predicted by the prefix's last position (i = 0) or by answer token i - 1.
             log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             later = log_probs.gather(2, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
@@ -818,36 +820,39 @@ class HfGenerator:
             del continued
         return scores
 
+def base_model(model):
+    """The transformers model under a peft wrapper (``model`` itself when it has none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _cache_argument(model) -> str:
     """The forward's name for the key/value cache: ``cache`` in newer transformers (the old
     ``past_key_values`` then only warns), ``past_key_values`` before."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(base_model(model).forward).parameters else "past_key_values"
 
 
 def _cache_new(model):
     from transformers import DynamicCache
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
-        return DynamicCache(config=base.config)
+        return DynamicCache(config=base_model(model).config)
     except TypeError:  # transformers before 4.56 sizes it as it fills
         return DynamicCache()
 
 
-def _rope_positions(model, inputs):
-    """The multimodal rotary positions ``[3, batch, tokens]`` Qwen2.5-VL gives ``inputs`` (image tokens
-    share positions, so the last is far below the token count)."""
+def rope_positions(model, *, input_ids, image_grid_thw, attention_mask=None, mm_token_type_ids=None):
+    """The multimodal rotary positions ``[3, batch, tokens]`` that Qwen2.5-VL ``model`` (peft-wrapped or
+    not) gives a batch (image tokens share positions, so the last is far below the token count).
+    transformers 5 finds the image tokens from ``mm_token_type_ids``, 4.x from the image token id."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    rope_index = base.model.get_rope_index
-    extra = {name: inputs[name] for name in ("mm_token_type_ids",)
-             if name in inputs and name in inspect.signature(rope_index).parameters}
-    positions, _ = rope_index(inputs["input_ids"], image_grid_thw=inputs["image_grid_thw"],
-                              attention_mask=inputs["attention_mask"], **extra)
+    rope_index = base_model(model).model.get_rope_index
+    extra = {"mm_token_type_ids": mm_token_type_ids} if (
+        mm_token_type_ids is not None and "mm_token_type_ids" in inspect.signature(rope_index).parameters) else {}
+    positions, _ = rope_index(input_ids=input_ids, image_grid_thw=image_grid_thw, attention_mask=attention_mask,
+                              **extra)
     return positions
 
 
