@@ -164,6 +164,21 @@ def _feedback_text(text: str) -> str:
     return text
 
 
+def _total_record(*, answer_id: int, total: Decimal | None, expected_version: int, user: User,
+                  note: str) -> tuple[Answer, datetime | None]:
+    """Set the answer's total through ``score_set`` (which locks the exam and the answer, checks the version
+    and the total against the question, records it and bumps the version), with ``note`` on its
+    ``AnswerChange``. Returns the answer and the time of that change (``None`` when the total was already
+    that): the rubric change that made the total is recorded at the same time."""
+    answer = grading_services.score_set(answer_id=answer_id, score=total, expected_version=expected_version, user=user)
+    if answer.version == expected_version:
+        return answer, None
+    change = AnswerChange.objects.filter(answer=answer, field=AnswerChange.Field.SCORE).order_by("-at", "-pk").first()
+    if note:
+        AnswerChange.objects.filter(pk=change.pk).update(note=note[:200])
+    return answer, change.at
+
+
 @transaction.atomic
 def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comment_numbers: Sequence[int],
                        text: str, save_as_comment: bool = False, expected_version: int, user: User) -> Answer:
@@ -191,18 +206,12 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
             _points_check(question=question, dimension=dimension, points=value)
     text = _feedback_text(text)
     total = sum(given, Decimal(0)) if given else None
-    version_before = answer.version
-    # Locks the exam and the answer, checks the version and the total against the question, records it.
-    answer = grading_services.score_set(answer_id=answer.pk, score=total, expected_version=expected_version, user=user)
+    # The history says how the new total was made up: "Content 3 + Organisation 2.5 + Language 2".
+    note = " + ".join(f"{d.name} {marks_text(value)}" for d, value in zip(dimensions, points, strict=True)) if given else ""
+    answer, total_at = _total_record(answer_id=answer.pk, total=total, expected_version=expected_version, user=user,
+                                     note=note)
     state_before = _state(answer_id=answer.pk)  # read under the lock; score_set left dimensions and feedback
-    if answer.version != version_before and total is not None:
-        # The history says how the new total was made up: "Content 3 + Organisation 2.5 + Language 2".
-        note = " + ".join(f"{d.name} {marks_text(value)}" for d, value in zip(dimensions, points, strict=True))
-        change = AnswerChange.objects.filter(answer=answer, field=AnswerChange.Field.SCORE).order_by("-at", "-pk").first()
-        AnswerChange.objects.filter(pk=change.pk).update(note=note[:200])
-        changed_at = change.at
-    else:
-        changed_at = timezone.now()
+    changed_at = total_at or timezone.now()
     old = {score.dimension_id: score.points for score in DimensionScore.objects.filter(answer=answer)}
     new = {d.pk: value for d, value in zip(dimensions, points, strict=True) if value is not None}
     changed = old != new
@@ -224,7 +233,7 @@ def rubric_answer_save(*, answer_id: int, points: Sequence[Decimal | None], comm
         feedback.save()
         feedback.comments.set(chosen)
         changed = True
-    if changed and answer.version == version_before:
+    if changed and total_at is None:
         # The total stayed the same, but what another marker saw did not.
         Answer.objects.filter(pk=answer.pk).update(version=F("version") + 1)
         answer.version += 1
@@ -335,6 +344,33 @@ def exam_rollback(*, exam_id: int, to: datetime, user: User) -> int:
             raise RubricRefused(f"{answer}'s total would no longer be the sum of its dimension scores (it was "
                                 "scored before they were recorded); nothing was rolled back.")
     return undone
+
+
+@transaction.atomic
+def rubric_change_revert(*, change_id: int, user: User) -> RubricChange:
+    """Undo one rubric change: the answer's dimension scores and feedback go back to what they were
+    before it, and its total with them (a score change recorded at the same time). The revert is a
+    rubric change too, so it can be reverted in turn. Only the latest state can be reverted:
+    ``StaleAnswer`` when the answer's scores or feedback changed again since, ``ExamFinishedRefused``
+    on a finished exam, ``RubricRefused`` when the rubric's dimensions changed since. Returns the new
+    change."""
+    change = RubricChange.objects.select_related("answer__question").get(pk=change_id)
+    grading_services._exam_lock_open(exam_id=change.answer.question.exam_id)
+    answer = Answer.objects.select_for_update().select_related("question", "script").get(pk=change.answer_id)
+    current = _state(answer_id=answer.pk)
+    if not _states_equal(current, change.new):
+        raise StaleAnswer(current=answer, message=f"{answer}'s scores or feedback were changed again after this "
+                                                  "change; revert the later change first.")
+    note = f"Revert of rubric change {change.pk}"
+    answer, at = _total_record(answer_id=answer.pk, total=_total(change.old), expected_version=answer.version,
+                               user=user, note=note)
+    if at is None:
+        # The total stays, but what another marker saw does not.
+        Answer.objects.filter(pk=answer.pk).update(version=F("version") + 1)
+        at = timezone.now()
+    _state_apply(answer=answer, state=change.old, user=user, now=at)
+    return RubricChange.objects.create(answer=answer, old=current, new=_state(answer_id=answer.pk), by=user, at=at,
+                                       note=note)
 
 
 def _comment_create(*, question: Question, text: str) -> FeedbackComment:
