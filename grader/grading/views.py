@@ -30,6 +30,7 @@ from grader.reading.models import Answer
 from grader.reading.services import reading_best
 from grader.rubrics import selectors as rubric_selectors
 from grader.rubrics import services as rubric_services
+from grader.rubrics.models import RubricChange
 from grader.wording import counted
 
 from . import selectors, services
@@ -147,7 +148,7 @@ def _row_response(request, exam, answer_id: int, *, status: int = 200, message: 
                   posted: rubric_selectors.PostedRubric | None = None) -> HttpResponse:
     answer = _answer_get(exam, answer_id)
     answer.message, answer.state = message, state
-    answer.history = list(selectors.answer_history(answer_id=answer.pk)) if history else None
+    answer.history = rubric_selectors.answer_history(answer_id=answer.pk) if history else None
     rubric = rubric_selectors.question_rubric_view(question=answer.question)
     rubric_selectors.answers_rubric_decorate(view=rubric, answers=[answer],
                                              posted={answer.pk: posted} if posted else None)
@@ -340,11 +341,24 @@ def grading_text(request: HttpRequest, exam_id: int, answer_id: int) -> HttpResp
                          event="textSaved", resuggested=answer.resuggested)
 
 
+def _revert_response(request, exam, answer: Answer, *, refused: services.GradingRefused | None = None) -> HttpResponse:
+    """The row with its history after one of ``answer``'s changes was reverted, or after the revert was
+    ``refused``: 409 when the answer changed again since, 422 otherwise."""
+    if refused is not None:
+        status = 409 if isinstance(refused, services.StaleAnswer) else 422
+        return _row_response(request, exam, answer.pk, status=status, message=str(refused), state="refused",
+                             history=True)
+    if not request.htmx:
+        return _back_to_row(exam, answer.pk, answer.question_id)
+    return _row_response(request, exam, answer.pk, state="saved", message="Reverted.", history=True,
+                         event="scoreSaved")
+
+
 @login_required
 @require_POST
 def grading_revert(request: HttpRequest, exam_id: int, change_id: int) -> HttpResponse:
     exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
-    change = AnswerChange.objects.filter(pk=change_id, answer__script__exam=exam).first()
+    change = AnswerChange.objects.filter(pk=change_id, answer__script__exam=exam).select_related("answer").first()
     if change is None:
         raise Http404("No such change.")
     try:
@@ -352,13 +366,23 @@ def grading_revert(request: HttpRequest, exam_id: int, change_id: int) -> HttpRe
             _rubric_refuse(change.answer.question_id)  # the dimensions would no longer add up to the total
         services.change_revert(change_id=change.pk, user=request.user)
     except services.GradingRefused as refused:
-        status = 409 if isinstance(refused, services.StaleAnswer) else 422
-        return _row_response(request, exam, change.answer_id, status=status, message=str(refused), state="refused",
-                             history=True)
-    if not request.htmx:
-        return _back_to_row(exam, change.answer_id, change.answer.question_id)
-    return _row_response(request, exam, change.answer_id, state="saved", message="Reverted.", history=True,
-                         event="scoreSaved")
+        return _revert_response(request, exam, change.answer, refused=refused)
+    return _revert_response(request, exam, change.answer)
+
+
+@login_required
+@require_POST
+def grading_rubric_revert(request: HttpRequest, exam_id: int, change_id: int) -> HttpResponse:
+    """Undo one change of a rubric answer's dimension scores and feedback, its total with them."""
+    exam = grader_selectors.exam_get_for_user(user=request.user, exam_id=exam_id, change=True)
+    change = RubricChange.objects.filter(pk=change_id, answer__script__exam=exam).select_related("answer").first()
+    if change is None:
+        raise Http404("No such change.")
+    try:
+        rubric_services.rubric_change_revert(change_id=change.pk, user=request.user)
+    except services.GradingRefused as refused:
+        return _revert_response(request, exam, change.answer, refused=refused)
+    return _revert_response(request, exam, change.answer)
 
 
 # ---------------------------------------------------------------- groups

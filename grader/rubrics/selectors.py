@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from grader.grading import selectors as grading_selectors
+from grader.grading.models import AnswerChange
 from grader.models import Question
 from ml.scoring import marks_text
 
@@ -15,6 +17,7 @@ from .models import (
     FeedbackComment,
     QuestionRubric,
     Rubric,
+    RubricChange,
     RubricDimension,
     RubricSuggestion,
 )
@@ -91,6 +94,44 @@ def answer_feedback_text(*, answer_id: int) -> str:
     """The feedback the student reads on one answer ("" when none)."""
     feedback = AnswerFeedback.objects.filter(answer_id=answer_id).prefetch_related("comments").first()
     return feedback.full_text if feedback else ""
+
+
+def _feedback_words(state: dict) -> str:
+    """What the student read in ``state`` (``RubricChange``'s form), on one line and cut short."""
+    words = " ".join(" ".join([*(text for _, text in state["comments"]), state["text"]]).split())
+    if not words:
+        return "(none)"
+    return f"“{words[:60]}…”" if len(words) > 60 else f"“{words}”"
+
+
+def rubric_change_words(*, old: dict, new: dict) -> str:
+    """A rubric change in the teacher's words: "Content 2 → 3, Feedback: “Good.” → “Name both causes.”"."""
+    parts = [f"{name} {old['points'].get(name, '–')} → {new['points'].get(name, '–')}"
+             for name in dict.fromkeys([*new["points"], *old["points"]])
+             if old["points"].get(name) != new["points"].get(name)]
+    before, after = _feedback_words(old), _feedback_words(new)
+    numbers = [", ".join(str(number) for number, _ in state["comments"]) or "none" for state in (old, new)]
+    if before != after:
+        parts.append(f"Feedback: {before} → {after}")
+    elif numbers[0] != numbers[1]:
+        parts.append(f"Feedback: the same words, bank comments {numbers[0]} → {numbers[1]}")
+    return ", ".join(parts) or "no change"
+
+
+def answer_history(*, answer_id: int) -> list[AnswerChange | RubricChange]:
+    """Every recorded change to an answer, newest first (``grading``'s history), a rubric answer's
+    ``RubricChange``s among them with ``rubric_words`` (``rubric_change_words``). A score change made by
+    a rubric change (at the same time) is left out: the rubric change says what it did, and reverting
+    it puts the total back too."""
+    changes = list(grading_selectors.answer_history(answer_id=answer_id))
+    rubric_changes = list(RubricChange.objects.filter(answer_id=answer_id).select_related("by"))
+    if not rubric_changes:
+        return changes
+    for change in rubric_changes:
+        change.rubric_words = rubric_change_words(old=change.old, new=change.new)
+    made = {change.at for change in rubric_changes}
+    changes = [change for change in changes if not (change.field == AnswerChange.Field.SCORE and change.at in made)]
+    return sorted([*changes, *rubric_changes], key=lambda change: change.at, reverse=True)
 
 
 def rubrics_for_owner(*, owner) -> list[Rubric]:
