@@ -169,15 +169,19 @@ def test_a_bare_total_or_a_group_score_is_refused_on_a_rubric_question(client_fo
     assert answer.score is None
 
 
-def test_a_rubric_answers_score_change_is_not_reverted_alone(client_for, teacher, exam, essay, essay_answers):
+def test_a_rubric_answers_total_is_reverted_with_its_dimensions_never_alone(client_for, teacher, exam, essay,
+                                                                           essay_answers):
     from grader.grading.models import AnswerChange
+    from grader.rubrics.models import RubricChange
 
     answer = essay_answers[0]
     client = client_for(teacher, htmx=True)
     client.post(_rubric_url(exam, answer), {"version": answer.version, "points": ["1", "1", "1"]})
     change = AnswerChange.objects.get(answer=answer)
     row = client.get(reverse("grading_row", args=[exam.pk, answer.pk]) + "?history=1").content.decode()
-    assert "Content 1 + Organisation 1 + Language 1" in row and "grading-revert" not in row
+    assert "Content – → 1, Organisation – → 1, Language – → 1" in row
+    assert reverse("grading_rubric_revert", args=[exam.pk, RubricChange.objects.get(answer=answer).pk]) in row
+    assert reverse("grading_revert", args=[exam.pk, change.pk]) not in row
     response = client.post(reverse("grading_revert", args=[exam.pk, change.pk]))
     assert response.status_code == 422 and "score each of its dimensions" in response.content.decode()
     answer.refresh_from_db()
