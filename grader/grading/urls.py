@@ -16,4 +16,6 @@ urlpatterns = [
     path("exams/<int:exam_id>/grade/answers/<int:answer_id>/rubric/", views.grading_rubric, name="grading_rubric"),
     path("exams/<int:exam_id>/grade/answers/<int:answer_id>/detach/", views.grading_detach, name="grading_detach"),
     path("exams/<int:exam_id>/grade/changes/<int:change_id>/revert/", views.grading_revert, name="grading_revert"),
+    path("exams/<int:exam_id>/grade/rubric-changes/<int:change_id>/revert/", views.grading_rubric_revert,
+         name="grading_rubric_revert"),
 ]

@@ -1,7 +1,5 @@
 from django.urls import path
 
-from grader.grading import views as grading_views
-
 from . import views
 
 urlpatterns = [
@@ -12,7 +10,4 @@ urlpatterns = [
          name="feedback_comment_delete"),
     path("exams/<int:exam_id>/questions/<int:question_id>/rubric/suggest/", views.question_rubric_suggest,
          name="question_rubric_suggest"),
-    # The view answers with the grading row, so it is grading's; what it reverts is a rubric change.
-    path("exams/<int:exam_id>/grade/rubric-changes/<int:change_id>/revert/", grading_views.grading_rubric_revert,
-         name="grading_rubric_revert"),
 ]
