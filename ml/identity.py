@@ -31,10 +31,14 @@ Matching from the ink itself (when the engine kept its frames, see :mod:`ml.reco
     ``fit`` in the result is the difference in nats (natural log) between the best and the second
     best student: a misread letter costs a few nats, a different name tens. A script's ``score`` is
     then the posterior over the roster, ``softmax(log_likelihood / fit_temperature)``. Such a script
-    is confident only when its student is also its best, leads by ``fit_margin`` nats, and the name
-    (or, without a name box, the ID) fits within ``fit_max_gap`` nats per character of the free
-    reading: a student missing from the roster is explained badly by everybody, and is left to the
-    teacher however far ahead the least bad candidate is. Scripts without frames (another engine,
+    is confident only when its student is also its best, leads by ``fit_margin`` nats, and their own
+    writing is explained about as well as the free reading explains it: the name within ``fit_max_gap``
+    nats per character, or the ID within ``fit_id_max_gap`` (without a name box, the ID within
+    ``fit_max_gap``). A student missing from the roster is explained badly by everybody (another
+    student's ID misses theirs by a whole character), and is left to the teacher however far ahead
+    the least bad candidate is. The ID's ink is judged as written in the roster's own alphabet (its
+    IDs' characters, in either case): "S1005" read freely is "Sloo5", and a box that holds an ID holds
+    no "l" or "o". Scripts without frames (another engine,
     answers read before frames were kept) are scored from the readings as below.
 
 With the default equal weights, an exact ID with a misspelt or half-read name (0.6+) scores
@@ -47,6 +51,7 @@ about 0.68, neither confident; other classmates mostly score 0.25-0.6 and are no
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -122,10 +127,11 @@ class IdentityConfig:
 
     Matching from the ink: ``fit_margin`` (nats) is the lead a script's student needs over its
     runner-up, ``fit_max_gap`` (nats per character) how much worse than the free reading the name
-    may fit, ``fit_temperature`` (nats) turns log-likelihoods into the posterior shown as the score.
-    On the demo's 28 scripts the right student leads by 29-137 nats with a name gap of at most 4.3;
-    with the right student taken off the roster, the best wrong one leads by up to 43 nats but fits
-    the name with a gap of 4.8 or more.
+    may fit, ``fit_id_max_gap`` the same for the ID (strict: one clearly different character of five
+    costs 2 or more), ``fit_temperature`` (nats) turns log-likelihoods into the posterior shown as the
+    score. On the demo's 28 scripts the right student leads by 29-137 nats with a name gap of at most
+    4.6; with the right student taken off the roster, the best wrong one leads by up to 43 nats but fits
+    the name with a gap of 4.1 or more, and fits the ID within 1.0 only where it leads by under 20.
     """
 
     id_weight: float = 0.5
@@ -136,11 +142,12 @@ class IdentityConfig:
     class_penalty: float = 0.05
     fit_margin: float = 20.0
     fit_max_gap: float = 4.5
+    fit_id_max_gap: float = 1.0
     fit_temperature: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.fit_margin < 0 or self.fit_max_gap < 0 or self.fit_temperature <= 0:
-            raise ValueError("fit_margin and fit_max_gap must be >= 0, fit_temperature > 0")
+        if self.fit_margin < 0 or self.fit_max_gap < 0 or self.fit_id_max_gap < 0 or self.fit_temperature <= 0:
+            raise ValueError("fit_margin, fit_max_gap and fit_id_max_gap must be >= 0, fit_temperature > 0")
         values = {name: getattr(self, name) for name in
                   ("id_weight", "threshold", "margin", "accept", "class_bonus", "class_penalty")}
         outside = [f"{name}={value}" for name, value in values.items() if not 0 <= value <= 1]
@@ -272,8 +279,8 @@ def identity_match(*, written: Sequence[WrittenIdentity], roster: Sequence[Roste
             _, likelihoods, gaps = fitted[row]
             others = np.delete(likelihoods, column)
             lead = float(likelihoods[column] - others.max()) if others.size else float("inf")
-            confident = (confident and lead >= config.fit_margin - _TOLERANCE
-                         and gaps[column] <= config.fit_max_gap + _TOLERANCE)
+            confident = confident and lead >= config.fit_margin - _TOLERANCE and _own_writing_fits(
+                gaps={box: gap[column] for box, gap in gaps.items()}, config=config)
         matches.append(ScriptMatch(
             script=identity.script,
             student_id=None if column is None else roster[column].student_id,
@@ -295,23 +302,45 @@ def identity_match(*, written: Sequence[WrittenIdentity], roster: Sequence[Roste
 _FIT_WEIGHTS = {"name": 1.0, "id": 1.0, "class": 0.5}
 
 
+def _own_writing_fits(*, gaps: Mapping[str, float], config: IdentityConfig) -> bool:
+    """Whether a student explains their script's identity boxes nearly as well as the free reading
+    does (``gaps``: box -> gap in nats per character); see the module docstring."""
+    if "name" not in gaps:
+        return gaps.get("id", np.inf) <= config.fit_max_gap + _TOLERANCE
+    return (gaps["name"] <= config.fit_max_gap + _TOLERANCE
+            or gaps.get("id", np.inf) <= config.fit_id_max_gap + _TOLERANCE)
+
+
+def id_alphabet(*, roster: Sequence[RosterEntry]) -> str:
+    """The characters the roster's IDs are written with: every digit once any ID has one (a student
+    missing from the roster writes an ID of the same form, and must be able to spell it, else
+    the nearest roster ID would explain their ink as well as anything could), and the IDs' other
+    characters in both cases (students write "s1005")."""
+    used = {char for entry in roster for char in entry.student_id + entry.student_id.swapcase()}
+    if any(char in string.digits for char in used):
+        used |= set(string.digits)
+    return "".join(sorted(used))
+
+
 def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry],
-             config: IdentityConfig) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+             config: IdentityConfig) -> dict[int, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """For each script row with frames or candidate fits: (posterior over the roster, log-likelihoods,
-    the gap per character of the name, or of the ID without a name box)."""
+    box -> each student's gap per character)."""
     if not roster:
         return {}
     # A class only counts when every student has one; otherwise those without would be favoured.
     boxes = [box for box in _FIT_WEIGHTS if box != "class" or all(entry.class_name.strip() for entry in roster)]
     texts = {box: roster_texts(roster=roster, box=box) for box in boxes}
-    jobs = [(row, box) for row, identity in enumerate(written) for box in boxes if box in identity.frames]
-    fits = frames_fit(frames=[written[row].frames[box] for row, box in jobs],
-                      candidates=[[text for _, text in texts[box]] for _, box in jobs])
+    alphabet = id_alphabet(roster=roster)
+    jobs = [(row, box, identity.frames[box].restricted(alphabet) if box == "id" else identity.frames[box])
+            for row, identity in enumerate(written) for box in boxes if box in identity.frames]
+    fits = frames_fit(frames=[frames for _, _, frames in jobs],
+                      candidates=[[text for _, text in texts[box]] for _, box, _ in jobs])
     # The ink's evidence and an engine's own scoring of the roster take one form: student -> (ll, gap).
     scored = {
         (row, box): candidate_fits(texts=texts[box], scores=[fit.log_likelihood for fit in box_fits],
-                                   reference=written[row].frames[box].best_path)
-        for (row, box), box_fits in zip(jobs, fits, strict=True)
+                                   reference=frames.best_path)
+        for (row, box, frames), box_fits in zip(jobs, fits, strict=True)
     }
     for row, identity in enumerate(written):
         for box in boxes:
@@ -335,8 +364,7 @@ def _ink_fit(*, written: Sequence[WrittenIdentity], roster: Sequence[RosterEntry
     for row, total in likelihoods.items():
         shifted = (total - total.max()) / config.fit_temperature
         posterior = np.exp(shifted) / np.exp(shifted).sum()
-        gap = gaps[row].get("name", gaps[row].get("id", np.full(len(roster), np.inf)))
-        fitted[row] = (posterior, total, gap)
+        fitted[row] = (posterior, total, gaps[row])
     return fitted
 
 

@@ -94,6 +94,18 @@ class Frames:
         log_probs[:, space] = LOG_FLOOR
         return Frames(log_probs, self.charset)
 
+    def restricted(self, characters: str) -> Frames:
+        """These frames as the recogniser would give them if the box could hold only ``characters``
+        (and no character): every other character's probability is moved, in proportion, onto those
+        left. Restricting twice equals restricting once to the smaller set, so frames read under one
+        character set can be narrowed later (a roster's IDs are letters and digits of a known few)."""
+        allowed = np.zeros(len(self.charset) + 1, bool)
+        allowed[0] = True
+        allowed[[i + 1 for i, char in enumerate(self.charset) if char in characters]] = True
+        kept = np.where(allowed, self.log_probs, -np.inf)
+        norm = np.logaddexp.reduce(kept, axis=1, keepdims=True)
+        return Frames(np.maximum(kept - norm, LOG_FLOOR).astype(np.float32), self.charset)
+
     @classmethod
     def concatenate(cls, parts: Sequence[Frames]) -> Frames:
         """The frames of several lines of one answer, in reading order."""

@@ -177,3 +177,33 @@ def test_spaces_as_gaps_keeps_rows_probabilities_and_ignores_charsets_without_a_
     np.testing.assert_allclose(np.exp(gapped.log_probs).sum(axis=1), 1, atol=1e-5)
     no_space = Frames(np.log(np.full((2, 3), 1 / 3, np.float32)), "ab")
     assert no_space.spaces_as_gaps() is no_space
+
+
+def _smudged(pairs: list[dict[str, float]]) -> Frames:
+    """Frames of one character per entry of ``pairs`` (character -> probability), blanks around them."""
+    rows = [_row({0: 0.9})]
+    for peaks in pairs:
+        peak = _row({CHARSET.index(c) + 1: p for c, p in peaks.items()})
+        rows += [peak, peak, _row({0: 0.9})]
+    return Frames(np.array(rows, dtype=np.float32), CHARSET)
+
+
+def test_frames_restricted_to_a_smaller_character_set_read_within_it():
+    # Free, the ink says "lo"; in a box of digits, the same ink says "10".
+    frames = _smudged([{"l": 0.85, "1": 0.1}, {"o": 0.85, "0": 0.1}])
+
+    digits = frames.restricted("0123456789")
+
+    probabilities = np.exp(digits.log_probs)
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(len(probabilities)), abs=1e-4)
+    assert candidates_fit(frames=digits, candidates=["10"])[0].gap < 0.1 < 1.0 < \
+        candidates_fit(frames=frames, candidates=["10"])[0].gap
+    assert candidates_fit(frames=digits, candidates=["lo"])[0].gap > 10
+
+
+def test_restricting_twice_is_restricting_once_to_the_smaller_set():
+    frames = _smudged([{"a": 0.9}, {"l": 0.5, "1": 0.4}])
+
+    twice = frames.restricted("a1l0").restricted("a1")
+
+    assert twice.log_probs == pytest.approx(frames.restricted("a1").log_probs, abs=1e-4)

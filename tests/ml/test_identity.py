@@ -16,6 +16,7 @@ from ml.identity import (
     ScriptMatch,
     WrittenIdentity,
     candidate_fits,
+    id_alphabet,
     id_similarity,
     identity_match,
     identity_score,
@@ -352,3 +353,38 @@ def test_a_roster_the_engine_finds_equally_unlikely_is_left_to_the_teacher():
                               candidate_fits={"id": candidate_fits(texts=texts, scores=[-30.0] * len(texts), reference=-1.0)})
 
     assert not identity_match(written=[written], roster=ROSTER).matches[0].confident
+
+
+def _fits(box: str, best: str, *, gap: float, others_gap: float = 20.0, reference: float = -1.0) -> dict:
+    """An engine's scoring of the roster's ``box`` texts: ``best``'s student explains the ink ``gap`` nats
+    per character worse than the free reading, everyone else ``others_gap``."""
+    texts = roster_texts(roster=ROSTER, box=box)
+    scores = [reference - len(text.replace(" ", "")) * (gap if student == best else others_gap)
+              for student, text in texts]
+    return candidate_fits(texts=texts, scores=scores, reference=reference)
+
+
+def test_a_badly_read_name_is_rescued_by_an_id_the_ink_spells_nearly_exactly():
+    badly_read_name = _fits("name", "S1014", gap=5.5, others_gap=8.0)
+    written = WrittenIdentity(script=1, name="Wxi Tnkz", student_id="S1014",
+                              candidate_fits={"name": badly_read_name, "id": _fits("id", "S1014", gap=0.5)})
+
+    match = identity_match(written=[written], roster=ROSTER).matches[0]
+
+    assert match.student_id == "S1014" and match.confident
+
+
+def test_an_id_one_character_off_does_not_rescue_a_badly_read_name():
+    # Someone missing from the roster: their ID misses S1014 by a digit, their name fits nobody.
+    written = WrittenIdentity(script=1, name="Wxi Tnkz", student_id="S1019",
+                              candidate_fits={"name": _fits("name", "S1014", gap=5.5, others_gap=8.0),
+                                              "id": _fits("id", "S1014", gap=2.0)})
+
+    match = identity_match(written=[written], roster=ROSTER).matches[0]
+
+    assert match.student_id == "S1014" and match.fit >= IdentityConfig().fit_margin and not match.confident
+
+
+def test_an_id_is_judged_in_the_rosters_own_letters_in_either_case_and_every_digit():
+    # No ID on the roster has a 3, 8 or 9; a student missing from it may.
+    assert id_alphabet(roster=ROSTER) == "0123456789Ss"
