@@ -5,7 +5,8 @@
 Builds a demo exam (``ml.demo_data``) unless ``--out`` already holds one, then reads every answer
 box (the truth's ``scan_box``, the printed frame in scan pixels) three ways:
 
-* ``ink``: :class:`ml.recognition.ocr.OcrRecognizer` (frame removed, ink cropped, blanks skipped);
+* ``ink``: :class:`ml.recognition.ocr.OcrRecognizer` (frame removed, ink cropped, blanks skipped),
+  each box with the character set the app reads it with (a question with a numeric key: a number box);
 * ``whole-crop``: EasyOCR ``recognize()`` on the whole box crop, frame included (the baseline);
 * ``readtext`` (``--readtext``): EasyOCR's full detector + recogniser on the whole crop (slow).
 
@@ -30,12 +31,15 @@ from rapidfuzz.distance import Levenshtein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.demo_data import DemoConfig, demo_build  # noqa: E402
+from ml.demo_data import QUESTIONS, DemoConfig, demo_build  # noqa: E402
 from ml.pages import document_pages  # noqa: E402
 from ml.recognition.base import Region  # noqa: E402
 from ml.recognition.ocr import OcrConfig, OcrRecognizer, ink_crop  # noqa: E402
+from ml.similarity import number_parse  # noqa: E402
 
-FIELD_KINDS = {"NAME": "name", "ID": "text", "CLASS": "text"}
+# Each box read as the app reads it (grader.reading.services._region_kind): numeric keys in number boxes.
+BOX_KINDS = {"NAME": "name", "ID": "text", "CLASS": "text",
+             **{q.label: "number" if number_parse(q.answer) is not None else "text" for q in QUESTIONS}}
 
 
 def _norm(text: str, *, fold: bool) -> str:
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     score, errors = Score(), []
     started, cpu = time.perf_counter(), time.process_time()
     for p, items in by_page.items():
-        regions = [Region(i, tuple(r["scan_box"]), FIELD_KINDS.get(r["label"], "text"))
+        regions = [Region(i, tuple(r["scan_box"]), BOX_KINDS.get(r["label"], "text"))
                    for i, (_, r) in enumerate(items)]
         for (script, record), reading in zip(items, engine.read_page(page=pages[p], regions=regions), strict=True):
             score.add(truth=record["text"], blank=record.get("blank", False), read=reading.text or "",

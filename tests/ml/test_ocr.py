@@ -238,6 +238,40 @@ def test_digits_regions_read_only_digits(engine: OcrRecognizer, demo) -> None:
     assert read and sum(read) >= len(read) // 2
 
 
+class _FixedRecognizer:
+    """Stands in for EasyOCR's recogniser: the same per-frame probabilities whatever the image."""
+
+    character = "0123456789lo "
+    device = "cpu"
+
+    def __init__(self, frames: list[dict[str, float]]) -> None:
+        import torch
+
+        probs = np.full((len(frames), len(self.character) + 1), 1e-4)
+        for row, peaks in enumerate(frames):
+            for char, p in peaks.items():
+                probs[row, 0 if char == "" else self.character.index(char) + 1] = p
+        self.logits = torch.log(torch.tensor(probs / probs.sum(axis=1, keepdims=True), dtype=torch.float32))
+
+    def recognizer(self, images, _text):
+        return self.logits.expand(len(images), *self.logits.shape)
+
+
+def test_a_character_the_box_may_not_hold_is_read_as_the_likeliest_one_it_may_never_dropped() -> None:
+    from ml.recognition.ocr import NUMBER_CHARS, _predict_pass
+
+    # The model reads "1oo" (its "o" frames give "0" a little); the ink is clearly three characters.
+    reader = _FixedRecognizer([{"": 0.9}, {"1": 0.9}, {"": 0.9}, {"o": 0.8, "": 0.15, "0": 0.04}, {"": 0.9},
+                               {"o": 0.8, "": 0.15, "0": 0.04}, {"": 0.9}])
+    image = np.full((64, 120), 255, np.uint8)
+
+    [(text, confidence, frames)] = _predict_pass(reader, [image], allowlist=NUMBER_CHARS, contrast=0.0)
+
+    assert text == "100"  # masking "o" alone leaves the blank likeliest there: "1"
+    assert confidence < 0.5  # two of its digits are guesses: a person checks it
+    assert frames.charset == reader.character
+
+
 def test_one_reading_per_region_in_the_order_given(engine: OcrRecognizer, demo) -> None:
     truth, pages = demo
     script = truth["scripts"][0]
