@@ -16,7 +16,9 @@ checked against the md5 sums in EasyOCR's own model table before loading; EasyOC
 download anything.
 
 Character sets follow :attr:`Region.kind`: ``"digits"`` reads only 0-9; ``"number"`` digits and
-``. , / - = x`` and space; ``"text"`` and ``"name"`` letters, digits, space and common punctuation.
+``. , / - = x`` and space, unless that reading is no number and the same frames read with letters are
+one (a unit: "60 km/h" is "60 6x/" in digits, "60 kmfk" with letters, and 60 either way for the
+key); ``"text"`` and ``"name"`` letters, digits, space and common punctuation.
 Student IDs with letters in them (``S1014``) must be read as ``"text"``: only all-numeric IDs can use
 ``"digits"``.
 
@@ -49,6 +51,7 @@ from PIL import Image
 
 from ml.recognition.base import Lang, Reading, Region, RegionKind
 from ml.recognition.fit import LOG_FLOOR, Frames
+from ml.similarity import number_parse
 
 # The files the English models need, as named in easyocr.config (CRAFT detector, english_g2 recogniser).
 MODEL_FILES = ("craft_mlt_25k.pth", "english_g2.pth")
@@ -437,6 +440,16 @@ class _Line:
     region: int          # position in the regions list
     image: np.ndarray    # grey, model height
     allowlist: str
+    # Read the same frames under this wider set too (a number box: letters for a unit), or None.
+    wide: str | None = None
+
+
+@dataclass(frozen=True)
+class _LineRead:
+    text: str
+    confidence: float
+    frames: Frames           # under the line's allowlist
+    wide: tuple[str, float] | None = None  # (text, confidence) under its wider set
 
 
 class OcrRecognizer:
@@ -517,43 +530,53 @@ class OcrRecognizer:
                 readings[position] = Reading(region.index, None, None, self.name)
                 continue
             allowlist = self.config.allowlist(region.kind)
+            wide = self.config.text_allowlist if region.kind == "number" else None
             for image in _line_images(found, pad=self.config.pad, split_lines=self.config.split_lines):
-                lines.append(_Line(position, image, allowlist))
-        texts = self._recognize(lines)
-        parts: dict[int, list[tuple[str, float, Frames]]] = {}
-        for line, result in zip(lines, texts, strict=True):
+                lines.append(_Line(position, image, allowlist, wide))
+        parts: dict[int, list[_LineRead]] = {}
+        for line, result in zip(lines, self._recognize(lines), strict=True):
             parts.setdefault(line.region, []).append(result)
         for position, found_parts in parts.items():
-            text = " ".join(" ".join(t for t, _, _ in found_parts if t).split())
+            text, confidence = _joined([(part.text, part.confidence) for part in found_parts])
+            if found_parts[0].wide is not None and number_parse(text) is None:
+                # A number box's digits garble a unit ("60 km/h" read "60 6x/"); read with letters, the
+                # answer may be a number after all ("60 kmfk": 60).
+                wide_text, wide_confidence = _joined([part.wide for part in found_parts])
+                if number_parse(wide_text) is not None:
+                    text, confidence = wide_text, wide_confidence
             index = regions[position].index
-            frames = Frames.concatenate([f for _, _, f in found_parts])
+            frames = Frames.concatenate([part.frames for part in found_parts])
             if not text:  # there is ink but the model saw no character in it: not blank, unread
                 readings[position] = Reading(index, None, None, self.name, frames)
             else:
-                readings[position] = Reading(index, text, float(min(c for _, c, _ in found_parts)), self.name, frames)
+                readings[position] = Reading(index, text, confidence, self.name, frames)
         return [reading for reading in readings if reading is not None]
 
-    def _recognize(self, lines: list[_Line]) -> list[tuple[str, float, Frames]]:
-        """EasyOCR's text, confidence and per-frame log-probabilities for every line image, batched
-        by allowlist and width."""
+    def _recognize(self, lines: list[_Line]) -> list[_LineRead]:
+        """EasyOCR's reading of every line image, batched by allowlist and width."""
         if not lines:
             return []
         reader = self.reader
-        results: list[tuple[str, float, Frames] | None] = [None] * len(lines)
-        groups: dict[str, list[int]] = {}
+        results: list[_LineRead | None] = [None] * len(lines)
+        groups: dict[tuple[str, str | None], list[int]] = {}
         for number, line in enumerate(lines):
-            groups.setdefault(line.allowlist, []).append(number)
+            groups.setdefault((line.allowlist, line.wide), []).append(number)
         batch = max(1, self.config.batch_size)
-        for allowlist, numbers in groups.items():
+        for (allowlist, wide), numbers in groups.items():
             numbers.sort(key=lambda n: lines[n].image.shape[1])
             for chunk in _chunks(numbers, widths=[lines[n].image.shape[1] for n in numbers], size=batch):
-                found = _predict(reader, [lines[n].image for n in chunk], allowlist=allowlist)
+                found = _predict(reader, [lines[n].image for n in chunk], allowlist=allowlist, wide=wide)
                 for n, result in zip(chunk, found, strict=True):
                     results[n] = result
         return [result for result in results if result is not None]
 
 
-def _predict(reader, images: list[np.ndarray], *, allowlist: str) -> list[tuple[str, float, Frames]]:
+def _joined(parts: Sequence[tuple[str, float]]) -> tuple[str, float]:
+    """One answer's text from its lines' readings, and its confidence (the lowest line's)."""
+    return " ".join(" ".join(text for text, _ in parts if text).split()), float(min(c for _, c in parts))
+
+
+def _predict(reader, images: list[np.ndarray], *, allowlist: str, wide: str | None = None) -> list[_LineRead]:
     """EasyOCR's greedy recognition of same-height line images, as ``easyocr.recognition.get_text``
     does it (a second, higher-contrast pass for lines scoring under 0.1, keeping the better), plus
     each line's frames for :mod:`ml.recognition.fit`.
@@ -565,20 +588,47 @@ def _predict(reader, images: list[np.ndarray], *, allowlist: str) -> list[tuple[
     space): ``bench/ocr.py`` on demo seeds 3, 7 and 11 reads 384 of 937 answers exactly, against 370
     with masking alone (the gain is in number boxes: "100" no longer "10").
     """
-    first = _predict_pass(reader, images, allowlist=allowlist, contrast=0.0)
-    retry = [n for n, (_, confidence, _) in enumerate(first) if confidence < _CONTRAST_RETRY]
+    first = _predict_pass(reader, images, allowlist=allowlist, wide=wide, contrast=0.0)
+    retry = [n for n, read in enumerate(first) if read.confidence < _CONTRAST_RETRY]
     if retry:
-        second = _predict_pass(reader, [images[n] for n in retry], allowlist=allowlist, contrast=0.5)
+        second = _predict_pass(reader, [images[n] for n in retry], allowlist=allowlist, wide=wide, contrast=0.5)
         for n, result in zip(retry, second, strict=True):
-            if result[1] >= first[n][1]:
+            if result.confidence >= first[n].confidence:
                 first[n] = result
     return first
 
 
-def _predict_pass(reader, images: list[np.ndarray], *, allowlist: str,
-                  contrast: float) -> list[tuple[str, float, Frames]]:
+def _allowed(charset: str, allowlist: str) -> np.ndarray:
+    """Which of the recogniser's classes (blank first) ``allowlist`` lets a box hold."""
+    allowed = np.zeros(len(charset) + 1, bool)
+    allowed[0] = True
+    allowed[[i + 1 for i, char in enumerate(charset) if char in allowlist]] = True
+    return allowed
+
+
+def _decode(line: np.ndarray, *, allowed: np.ndarray, characters: np.ndarray) -> tuple[str, float, np.ndarray]:
+    """Greedy CTC decoding of one line's log-probabilities ``[T, C]`` in a box that may hold only the
+    ``allowed`` classes: the text, EasyOCR's confidence and the restricted probabilities."""
+    from easyocr.recognition import custom_mean
+
+    probs = np.exp(line) * allowed
+    probs /= probs.sum(axis=1, keepdims=True)
+    # Where the model sees a character the box may not hold ("l" or "o" in a number box), the box
+    # reads its likeliest character there: masking alone hands such frames to the blank and drops
+    # the digit ("100" read "10"). Where a character goes comes from the model, which one from the box.
+    glyph = allowed & (characters != "") & (characters != " ")
+    unrestricted = line.argmax(axis=1)
+    best = np.where(allowed[unrestricted], unrestricted, (probs * glyph).argmax(axis=1))
+    best_prob = probs[np.arange(len(best)), best]
+    keep = np.insert(best[1:] != best[:-1], 0, True) & (best != 0)
+    emitted = best_prob[best != 0]
+    return "".join(characters[best[keep]]), float(custom_mean(emitted)) if len(emitted) else 0.0, probs
+
+
+def _predict_pass(reader, images: list[np.ndarray], *, allowlist: str, contrast: float,
+                  wide: str | None = None) -> list[_LineRead]:
     import torch
-    from easyocr.recognition import AlignCollate, custom_mean
+    from easyocr.recognition import AlignCollate
 
     width = max(image.shape[1] for image in images)
     collate = AlignCollate(imgH=_MODEL_HEIGHT, imgW=width, keep_ratio_with_pad=True, adjust_contrast=contrast)
@@ -587,34 +637,19 @@ def _predict_pass(reader, images: list[np.ndarray], *, allowlist: str,
         logits = reader.recognizer(tensors, torch.zeros(len(images), 1, dtype=torch.long, device=reader.device))
         log_probs = torch.log_softmax(logits.float(), dim=2).cpu().numpy()
     charset = reader.character
-    allowed = np.zeros(len(charset) + 1, bool)
-    allowed[0] = True
-    allowed[[i + 1 for i, char in enumerate(charset) if char in allowlist]] = True
     characters = np.array(["", *charset])
-    glyph = allowed.copy()
-    glyph[0] = False
-    glyph[[i + 1 for i, char in enumerate(charset) if char == " "]] = False
+    allowed = _allowed(charset, allowlist)
+    wide_allowed = _allowed(charset, wide) if wide is not None else None
     results = []
     for image, line in zip(images, log_probs, strict=True):
         # Frames past the image's own width see only the padding (its last column repeated).
         used = min(len(line), math.ceil(len(line) * image.shape[1] / width) + 1)
         line = line[:used]
-        probs = np.exp(line) * allowed
-        probs /= probs.sum(axis=1, keepdims=True)
-        # Where the model sees a character the box may not hold ("l" or "o" in a number box), the box
-        # reads its likeliest character there: masking alone hands such frames to the blank and drops
-        # the digit ("100" read "10"). Where a character goes comes from the model, which one from the box.
-        unrestricted = line.argmax(axis=1)
-        glyphs = probs * glyph
-        best = np.where(allowed[unrestricted], unrestricted, glyphs.argmax(axis=1))
-        best_prob = probs[np.arange(len(best)), best]
-        keep = np.insert(best[1:] != best[:-1], 0, True) & (best != 0)
-        text = "".join(characters[best[keep]])
-        emitted = best_prob[best != 0]
-        confidence = float(custom_mean(emitted)) if len(emitted) else 0.0
+        text, confidence, probs = _decode(line, allowed=allowed, characters=characters)
         with np.errstate(divide="ignore"):
             restricted = np.maximum(np.log(probs), LOG_FLOOR).astype(np.float32)
-        results.append((text, confidence, Frames(restricted, charset)))
+        wide_read = _decode(line, allowed=wide_allowed, characters=characters)[:2] if wide_allowed is not None else None
+        results.append(_LineRead(text, confidence, Frames(restricted, charset), wide_read))
     return results
 
 

@@ -265,11 +265,32 @@ def test_a_character_the_box_may_not_hold_is_read_as_the_likeliest_one_it_may_ne
                                {"o": 0.8, "": 0.15, "0": 0.04}, {"": 0.9}])
     image = np.full((64, 120), 255, np.uint8)
 
-    [(text, confidence, frames)] = _predict_pass(reader, [image], allowlist=NUMBER_CHARS, contrast=0.0)
+    [read] = _predict_pass(reader, [image], allowlist=NUMBER_CHARS, contrast=0.0)
 
-    assert text == "100"  # masking "o" alone leaves the blank likeliest there: "1"
-    assert confidence < 0.5  # two of its digits are guesses: a person checks it
-    assert frames.charset == reader.character
+    assert read.text == "100"  # masking "o" alone leaves the blank likeliest there: "1"
+    assert read.confidence < 0.5  # two of its digits are guesses: a person checks it
+    assert read.frames.charset == reader.character
+
+
+@pytest.mark.parametrize(("frames", "expected"), [
+    # "60 kmh": the number box's digits garble the unit ("60 6"); with letters it is 60 km/h.
+    ([{"6": 0.9}, {"": 0.9}, {"0": 0.9}, {" ": 0.9}, {"k": 0.8, "6": 0.15}, {"": 0.9}, {"m": 0.9}, {"": 0.9},
+      {"h": 0.8, "4": 0.15}], "60 kmh"),
+    # "1oo" is not a number with letters either: the digits' reading stands.
+    ([{"1": 0.9}, {"": 0.9}, {"o": 0.8, "0": 0.15}, {"": 0.9}, {"o": 0.8, "0": 0.15}], "100"),
+])
+def test_a_number_box_reads_a_unit_with_letters_when_its_digits_make_no_number(frames, expected) -> None:
+    class Reader(_FixedRecognizer):
+        character = "0123456789hkmo "
+
+    engine = OcrRecognizer(OcrConfig(text_allowlist="0123456789hkmo "))
+    engine._reader = Reader(frames)
+    page = Image.new("L", (400, 200), 255)
+    ImageDraw.Draw(page).text((40, 80), "ink", fill=0, font=ImageFont.truetype(FONT, 40))
+
+    [reading] = engine.read_page(page=page, regions=[Region(1, (20, 60, 380, 160), "number")])
+
+    assert reading.text == expected
 
 
 def test_one_reading_per_region_in_the_order_given(engine: OcrRecognizer, demo) -> None:
