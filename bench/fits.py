@@ -4,7 +4,7 @@
 
 Builds a demo exam (``ml.demo_data``) unless ``--demo`` names a built one, reads every answer box (the
 truth's ``scan_box``) with the EasyOCR engine as the app does (number boxes with the number character
-set), and fits the key's answers to each non-blank answer's frames (``ml.recognition.fit``). For each
+set, ID boxes in the roster's alphabet), and fits the key's answers to each non-blank answer's frames (``ml.recognition.fit``). For each
 kind of answer (word, number, sentence) it prints the gaps (nats per character) of right answers
 (``correct`` and ``misspelt``) and of wrong ones, and at the threshold in force how many right answers
 fit their key (saved work) and how many wrong ones do (false accepts, which must stay near 0).
@@ -27,7 +27,7 @@ import openpyxl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.demo_data import FULL_MARK_KINDS, QUESTIONS, DemoConfig, demo_build  # noqa: E402
-from ml.identity import IdentityConfig, RosterEntry, WrittenIdentity, identity_match  # noqa: E402
+from ml.identity import IdentityConfig, RosterEntry, WrittenIdentity, id_alphabet, identity_match  # noqa: E402
 from ml.marking import FIT_MAX_GAP, answer_kind, number_forms  # noqa: E402
 from ml.pages import document_pages  # noqa: E402
 from ml.recognition.base import Region  # noqa: E402
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     truth = json.loads((folder / "truth.json").read_text())
     pages = list(document_pages(path=folder / "scans.pdf", kind="pdf", max_pixels=10**9, dpi=150))
     engine = OcrRecognizer(OcrConfig(threads=1))
+    rows = openpyxl.load_workbook(folder / "roster.xlsx").active.iter_rows(min_row=2, values_only=True)
+    roster = [RosterEntry(student_id=row[0], name=row[1], class_name=row[2] or "") for row in rows if row[0]]
     questions = {q.label: q for q in QUESTIONS}
     kinds = {label: answer_kind(answers=[q.answer, *q.accept]) for label, q in questions.items()}
 
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         for page, records in by_page.items():
             regions = [Region(index=i, bbox=tuple(r["scan_box"]),
                               kind=FIELDS[r["label"]][0] if r["label"] in FIELDS
-                              else ("number" if kinds[r["label"]] == "number" else "text"))
+                              else ("number" if kinds[r["label"]] == "number" else "text"),
+                              allowlist=id_alphabet(roster=roster) if r["label"] == "ID" else None)
                        for i, r in enumerate(records)]
             for reading in engine.read_page(page=pages[page], regions=regions):
                 record = records[reading.index]
@@ -101,8 +104,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"          right {_quantiles(right)}")
         print(f"          wrong {_quantiles(wrong)}")
 
-    rows = openpyxl.load_workbook(folder / "roster.xlsx").active.iter_rows(min_row=2, values_only=True)
-    roster = [RosterEntry(student_id=row[0], name=row[1], class_name=row[2] or "") for row in rows if row[0]]
     expected = [script["student_id"] for script in truth["scripts"]]
     result = identity_match(written=written, roster=roster)
     confident = [m for m in result.matches if m.confident]

@@ -31,6 +31,7 @@ from ml.identity import (
     RosterEntry,
     WrittenIdentity,
     candidate_fits,
+    id_alphabet,
     identity_match,
     roster_texts,
 )
@@ -105,9 +106,7 @@ def exam_reader_path(*, exam: Exam) -> Path | None:
     return exam_reader_weights(exam=exam)
 
 
-def _region_kind(*, box: AnswerBox, numeric_ids: bool) -> RegionKind:
-    if box.label == "ID":
-        return "digits" if numeric_ids else "text"
+def _region_kind(*, box: AnswerBox) -> RegionKind:
     if box.label == "NAME":
         return "name"
     if box.question_id and box.question.answer and number_parse(box.question.answer) is not None:
@@ -187,8 +186,8 @@ def _exam_scripts_read(*, scripts: list[Script], engines: Sequence[str] | None, 
     engines = list(engines or engine_names())
     boxes = exam.boxes.filter(parent=None).select_related("question")
     boxes = list(boxes.filter(pk__in=box_ids) if box_ids is not None else boxes)
-    numeric_ids = exam.students.exists() and all(sid.isdigit() for sid in exam.students.values_list("student_id", flat=True))
     roster = [RosterEntry(student_id=s.student_id, name=s.name, class_name=s.class_name) for s in exam.students.all()]
+    ids = id_alphabet(roster=roster) if roster else None
     recognizer_path = exam_reader_path(exam=exam)
     work: list[_PageWork] = []
     for script in scripts:
@@ -205,7 +204,7 @@ def _exam_scripts_read(*, scripts: list[Script], engines: Sequence[str] | None, 
             try:
                 with item.page.image.open("rb") as handle:
                     item.image = Image.open(handle).convert("RGB")
-                _page_plan(item=item, numeric_ids=numeric_ids,
+                _page_plan(item=item, ids=ids,
                            blank_check=_blank_check(page=item.page, image=item.image))
             except Exception as error:  # one bad page must not stop the script; the teacher sees why
                 logger.exception("Reading page %s of script %s failed", item.page.pk, script.pk)
@@ -235,19 +234,21 @@ def _exam_scripts_read(*, scripts: list[Script], engines: Sequence[str] | None, 
     return read
 
 
-def _page_plan(*, item: _PageWork, numeric_ids: bool, blank_check) -> None:
+def _page_plan(*, item: _PageWork, ids: str | None, blank_check) -> None:
     """Blank detection for the page's boxes, and the regions left for the engines to read.
 
-    An ID box of letters and digits (S1014) is read by EasyOCR a second time with digits only, as
-    ``alternatives``: the text reading garbles digits ("Slooy"), the digit reading the letters
+    An ID box is read in ``ids``, the roster's alphabet (``ml.identity.id_alphabet``): free, "S1004"
+    reads "Sloo4". Without a roster yet, it is read as text and by EasyOCR a second time with digits
+    only, as ``alternatives``: the text reading garbles digits ("Slooy"), the digit reading the letters
     ("51004"), and identity matching takes whichever fits a roster entry better.
     """
     for box, bbox, adjusted in item.placed:
         blank = blank_check(box, bbox, adjusted)
         item.results[box.pk] = {"blank": blank, "readings": {}, "alternatives": {}}
         if not blank:
-            item.regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box, numeric_ids=numeric_ids)))
-            if box.label == "ID" and not numeric_ids:
+            item.regions.append(Region(index=box.pk, bbox=bbox, kind=_region_kind(box=box),
+                                       allowlist=ids if box.label == "ID" else None))
+            if box.label == "ID" and ids is None:
                 item.second_readings.append(Region(index=-box.pk, bbox=bbox, kind="digits"))
 
 

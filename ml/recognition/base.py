@@ -26,6 +26,9 @@ class Region:
     index: int
     bbox: tuple[int, int, int, int]  # pixels of the page image, [x1, y1, x2, y2]
     kind: RegionKind = "text"
+    # The characters the box can hold when they are known more narrowly than ``kind`` says (an ID box:
+    # the characters of the roster's IDs); engines without character sets ignore it.
+    allowlist: str | None = None
 
 
 @dataclass(frozen=True)

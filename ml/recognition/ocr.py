@@ -19,8 +19,8 @@ Character sets follow :attr:`Region.kind`: ``"digits"`` reads only 0-9; ``"numbe
 ``. , / - = x`` and space, unless that reading is no number and the same frames read with letters are
 one (a unit: "60 km/h" is "60 6x/" in digits, "60 kmfk" with letters, and 60 either way for the
 key); ``"text"`` and ``"name"`` letters, digits, space and common punctuation.
-Student IDs with letters in them (``S1014``) must be read as ``"text"``: only all-numeric IDs can use
-``"digits"``.
+A region's own :attr:`Region.allowlist` overrides its kind's: the app reads an ID box in the roster's
+alphabet (``S1014``-style IDs: S, s and the digits), where "Sloo4" reads "S1004".
 
 Confidence is EasyOCR's own per-crop score: for every character the recogniser emitted it takes the
 probability of that character at its step of the CTC output, and combines them as
@@ -529,7 +529,7 @@ class OcrRecognizer:
             if lang != "en":
                 readings[position] = Reading(region.index, None, None, self.name)
                 continue
-            allowlist = self.config.allowlist(region.kind)
+            allowlist = region.allowlist or self.config.allowlist(region.kind)
             wide = self.config.text_allowlist if region.kind == "number" else None
             for image in _line_images(found, pad=self.config.pad, split_lines=self.config.split_lines):
                 lines.append(_Line(position, image, allowlist, wide))

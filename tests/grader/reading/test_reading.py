@@ -75,6 +75,33 @@ def test_identity_boxes_are_read_into_the_script_identity(read_exam, demo_folder
         assert Levenshtein.normalized_distance(identity.name_text.upper(), written["written_name"].upper()) < 0.5
 
 
+def test_an_id_box_is_read_in_the_rosters_alphabet_once_and_without_a_roster_also_as_digits(
+        exam, teacher, demo_folder, remembered_ocr):
+    from ml.identity import RosterEntry, id_alphabet
+
+    exam_folder_load(exam=exam, folder=demo_folder, user=teacher)
+    script = exam.scripts.first()
+    asked = []
+    read_page = remembered_ocr.read_page
+
+    def spy(*, page, regions, lang="en"):
+        asked.extend(regions)
+        return read_page(page=page, regions=regions, lang=lang)
+
+    remembered_ocr.read_page = spy
+    reading.script_read(script_id=script.pk, engines=[reading.OCR])
+    roster = [RosterEntry(student_id=s.student_id, name=s.name) for s in exam.students.all()]
+    id_box = exam.boxes.get(label="ID")
+    assert [r.allowlist for r in asked if abs(r.index) == id_box.pk] == [id_alphabet(roster=roster)]
+    assert set(ScriptIdentity.objects.get(script=script).id_text) <= set(id_alphabet(roster=roster))
+
+    exam.students.all().delete()
+    asked.clear()
+    reading.script_read(script_id=script.pk, engines=[reading.OCR])
+    assert sorted((r.kind, r.allowlist) for r in asked if abs(r.index) == id_box.pk) == [("digits", None), ("text", None)]
+    assert ScriptIdentity.objects.get(script=script).readings["ID digits"]["easyocr"]["text"].isdigit()
+
+
 def test_every_readable_answer_gets_a_similarity_and_a_suggested_score_within_its_maximum(read_exam):
     for answer in Answer.objects.filter(script__exam=read_exam).select_related("question"):
         assert 0 <= answer.similarity <= 1
