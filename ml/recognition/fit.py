@@ -42,6 +42,15 @@ LOG_FLOOR = -16.0
 _MAGIC = b"MDF1"
 
 
+def classes_allowed(charset: str, characters: str) -> np.ndarray:
+    """Which of a recogniser's classes (the CTC blank, then ``charset``) a box that can hold only
+    ``characters`` may emit: a bool array ``[len(charset) + 1]``, the blank always allowed."""
+    allowed = np.zeros(len(charset) + 1, bool)
+    allowed[0] = True
+    allowed[[i + 1 for i, char in enumerate(charset) if char in characters]] = True
+    return allowed
+
+
 @dataclass(frozen=True)
 class Frames:
     """A recogniser's per-frame log-probabilities for one answer; see the module docstring."""
@@ -99,10 +108,7 @@ class Frames:
         (and no character): every other character's probability is moved, in proportion, onto those
         left. Restricting twice equals restricting once to the smaller set, so frames read under one
         character set can be narrowed later (a roster's IDs are letters and digits of a known few)."""
-        allowed = np.zeros(len(self.charset) + 1, bool)
-        allowed[0] = True
-        allowed[[i + 1 for i, char in enumerate(self.charset) if char in characters]] = True
-        kept = np.where(allowed, self.log_probs, -np.inf)
+        kept = np.where(classes_allowed(self.charset, characters), self.log_probs, -np.inf)
         norm = np.logaddexp.reduce(kept, axis=1, keepdims=True)
         return Frames(np.maximum(kept - norm, LOG_FLOOR).astype(np.float32), self.charset)
 

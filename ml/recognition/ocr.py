@@ -50,7 +50,7 @@ import numpy as np
 from PIL import Image
 
 from ml.recognition.base import Lang, Reading, Region, RegionKind
-from ml.recognition.fit import LOG_FLOOR, Frames
+from ml.recognition.fit import LOG_FLOOR, Frames, classes_allowed
 from ml.similarity import number_parse
 
 # The files the English models need, as named in easyocr.config (CRAFT detector, english_g2 recogniser).
@@ -598,14 +598,6 @@ def _predict(reader, images: list[np.ndarray], *, allowlist: str, wide: str | No
     return first
 
 
-def _allowed(charset: str, allowlist: str) -> np.ndarray:
-    """Which of the recogniser's classes (blank first) ``allowlist`` lets a box hold."""
-    allowed = np.zeros(len(charset) + 1, bool)
-    allowed[0] = True
-    allowed[[i + 1 for i, char in enumerate(charset) if char in allowlist]] = True
-    return allowed
-
-
 def _decode(line: np.ndarray, *, allowed: np.ndarray, characters: np.ndarray) -> tuple[str, float, np.ndarray]:
     """Greedy CTC decoding of one line's log-probabilities ``[T, C]`` in a box that may hold only the
     ``allowed`` classes: the text, EasyOCR's confidence and the restricted probabilities."""
@@ -638,8 +630,8 @@ def _predict_pass(reader, images: list[np.ndarray], *, allowlist: str, contrast:
         log_probs = torch.log_softmax(logits.float(), dim=2).cpu().numpy()
     charset = reader.character
     characters = np.array(["", *charset])
-    allowed = _allowed(charset, allowlist)
-    wide_allowed = _allowed(charset, wide) if wide is not None else None
+    allowed = classes_allowed(charset, allowlist)
+    wide_allowed = classes_allowed(charset, wide) if wide is not None else None
     results = []
     for image, line in zip(images, log_probs, strict=True):
         # Frames past the image's own width see only the padding (its last column repeated).
