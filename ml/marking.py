@@ -158,7 +158,8 @@ def question_suggest(*, answers: Sequence[Written], key: Sequence[str], marked: 
     free reading when it explains the ink better (a class writes few distinct answers, and the
     recogniser often reads a word better on one script than on another). ``vocabulary`` holds words
     the class wrote; with the key's and the teacher's words they correct single words of longer
-    answers the same way (:func:`words_transcribe`). ``learned`` is the question's learned scorer
+    answers, each one that explains a read word's ink nearly as well as the reading does
+    (:func:`words_transcribe`). ``learned`` is the question's learned scorer
     when one is offered for it (step 4 of the module docstring); it is asked once, for every answer
     the earlier steps leave open.
     """
@@ -250,7 +251,7 @@ def _fits(*, answers: Sequence[Written], known: Sequence[Marked], lexicon: Seque
     """For each answer: the known answer its ink fits best within ``limit``, if any; and the most
     likely transcription among its own reading, the known answers and ``lexicon``, when one of them
     explains the ink better than the reading does, or else the reading with words of ``vocabulary``
-    the ink prefers (``None`` when nothing changes)."""
+    the ink nearly fits (``None`` when nothing changes)."""
     texts = list(dict.fromkeys(t for t in [*(m.text for m in known), *lexicon] if t.strip()))
     asked = [n for n, a in enumerate(answers) if a.frames is not None and not a.blank and not a.confirmed]
     fitted: list[_Fit | None] = [None] * len(answers)
