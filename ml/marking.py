@@ -68,8 +68,8 @@ FIT_MAX_GAP: dict[AnswerKind, float] = {"word": 2.5, "number": 1.0, "sentence": 
 NEIGHBOUR_MIN_RATIO = 0.85
 # How much worse than its own reading (nats per character) a key or class word may explain a read
 # word's ink and still replace it. On the demo's sentence and two-word answers (seeds 3, 7, 11) 1.0
-# lets 14 more right answers reach the key and 1 more wrong one (a word-order swap the similarity
-# cannot see: "sound travels faster than light"); 1.5 and 2.0 let in 2.
+# lets 14 more right answers reach the key and 1 more wrong one (a word-order swap, "sound travels
+# faster than light", which the similarity now judges by its order); 1.5 and 2.0 let in 2.
 WORD_MAX_GAP = 1.0
 
 # A learned scorer as marking asks it: for each answer text, (the share of the marks it earns in

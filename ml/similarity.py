@@ -28,7 +28,11 @@ alternatives); a student's similarity is the best over them. Four strategies com
     cosine to 0.6-0.7, while the ratio of a near-verbatim answer stays above 0.95 and that of
     the demo key's wrong answers stays at or below 0.7. Identical texts score exactly 1.0. The
     model cannot see swapped roles: "sound travels faster than light" scores 0.97 against
-    "light travels faster than sound", so suggested scores still need the teacher's review.
+    "light travels faster than sound". So an answer made of a key's own words in another order
+    (their sorted-word ratio at least :data:`REORDER_MIN_WORDS_RATIO`, the plain ratio
+    :data:`REORDER_DROP` or more below it) is judged by the plain, order-aware ratio alone, against
+    every accepted answer (0.63 here): the words may be the key's and the meaning its reverse, so a
+    teacher decides. Other slips of meaning the model cannot see remain: suggestions are reviewed.
 
 ``auto`` picks one per question with :func:`strategy_choose`.
 
@@ -311,6 +315,13 @@ def _numeric_score(*, text: str, key: str, tolerance: NumericTolerance) -> float
                      for a in given.values for b in expected.values))
 
 
+# An answer is the key's words reordered when their sorted-word ratio reaches this (in [0, 100])...
+REORDER_MIN_WORDS_RATIO = 90
+# ...and the order-aware ratio of the texts is this much lower: a typo lowers both alike, a swap only
+# the second ("sound travels faster than light": 100 and 63 against "light travels faster than sound").
+REORDER_DROP = 15
+
+
 def _semantic_scores(*, texts: list[str], keys: list[str]) -> dict[str, list[float]]:
     if not texts:
         return {}
@@ -318,13 +329,16 @@ def _semantic_scores(*, texts: list[str], keys: list[str]) -> dict[str, list[flo
         keys + texts, batch_size=_ENCODE_BATCH, convert_to_numpy=True, normalize_embeddings=True,
         show_progress_bar=False)
     cosines = embeddings[len(keys):] @ embeddings[:len(keys)].T
-    compact_keys = [_compact(key) for key in keys]
+    normal_keys = [text_normalise(key) for key in keys]
     scores = {}
     for text, row in zip(texts, cosines, strict=True):
-        compact = _compact(text)
+        normal = text_normalise(text)
         # The ratio also makes identical texts exactly 1.0, which float32 cosines miss by ~1e-7.
-        scores[text] = [max(min(max(float(cosine), 0.0), 1.0), fuzz.ratio(compact, key) / 100)
-                        for key, cosine in zip(compact_keys, row, strict=True)]
+        ratios = [fuzz.ratio(normal.replace(" ", ""), key.replace(" ", "")) for key in normal_keys]
+        reordered = any(words >= REORDER_MIN_WORDS_RATIO and ratio <= words - REORDER_DROP
+                        for words, ratio in zip((fuzz.token_sort_ratio(normal, key) for key in normal_keys), ratios, strict=True))
+        scores[text] = [ratio / 100 if reordered else max(min(max(float(cosine), 0.0), 1.0), ratio / 100)
+                        for ratio, cosine in zip(ratios, row, strict=True)]
     return scores
 
 
