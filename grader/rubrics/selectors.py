@@ -104,11 +104,12 @@ def _feedback_words(state: dict) -> str:
     return f"“{words[:60]}…”" if len(words) > 60 else f"“{words}”"
 
 
-def rubric_change_words(*, old: dict, new: dict) -> str:
-    """A rubric change in the teacher's words: "Content 2 → 3, Feedback: “Good.” → “Name both causes.”"."""
+def rubric_change_words(*, old: dict, new: dict, order: Sequence[str] = ()) -> str:
+    """A rubric change in the teacher's words: "Content 2 → 3, Feedback: “Good.” → “Name both causes.”",
+    dimensions in ``order`` (the rubric's; a JSON column need not keep the recorded order)."""
+    names = list(dict.fromkeys([*order, *new["points"], *old["points"]]))
     parts = [f"{name} {old['points'].get(name, '–')} → {new['points'].get(name, '–')}"
-             for name in dict.fromkeys([*new["points"], *old["points"]])
-             if old["points"].get(name) != new["points"].get(name)]
+             for name in names if old["points"].get(name) != new["points"].get(name)]
     before, after = _feedback_words(old), _feedback_words(new)
     numbers = [", ".join(str(number) for number, _ in state["comments"]) or "none" for state in (old, new)]
     if before != after:
@@ -127,8 +128,10 @@ def answer_history(*, answer_id: int) -> list[AnswerChange | RubricChange]:
     rubric_changes = list(RubricChange.objects.filter(answer_id=answer_id).select_related("by"))
     if not rubric_changes:
         return changes
+    order = list(RubricDimension.objects.filter(rubric__question_links__question__answers__pk=answer_id)
+                 .values_list("name", flat=True))
     for change in rubric_changes:
-        change.rubric_words = rubric_change_words(old=change.old, new=change.new)
+        change.rubric_words = rubric_change_words(old=change.old, new=change.new, order=order)
     made = {change.at for change in rubric_changes}
     changes = [change for change in changes if not (change.field == AnswerChange.Field.SCORE and change.at in made)]
     return sorted([*changes, *rubric_changes], key=lambda change: change.at, reverse=True)
