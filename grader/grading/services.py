@@ -79,7 +79,9 @@ def _exam_lock_open(*, exam_id: int) -> Exam:
     return exam
 
 
-def _answer_lock(*, answer_id: int) -> Answer:
+def answer_lock(*, answer_id: int) -> Answer:
+    """Lock the answer's exam open (``ExamFinishedRefused`` when finished), then the answer itself, for a
+    change to it; inside a transaction."""
     exam_id = Answer.objects.filter(pk=answer_id).values_list("question__exam_id", flat=True).get()
     _exam_lock_open(exam_id=exam_id)
     return Answer.objects.select_for_update().select_related("question", "question__exam", "script").get(pk=answer_id)
@@ -152,7 +154,7 @@ def score_set(*, answer_id: int, score: Decimal | None, expected_version: int, u
     nothing (no history row, same version). The unscored answers suggested again because of this
     score are listed (ids) in the returned answer's ``resuggested``.
     """
-    answer = _answer_lock(answer_id=answer_id)
+    answer = answer_lock(answer_id=answer_id)
     if answer.version != expected_version:
         raise StaleAnswer(current=answer)
     score_check(question=answer.question, score=score)
@@ -169,7 +171,7 @@ def text_confirm(*, answer_id: int, text: str | None, expected_version: int, use
     The answer's similarity and suggested score are computed again from the new text; a teacher
     score is kept. Raises ``StaleAnswer`` / ``ExamFinishedRefused`` like ``score_set``.
     """
-    answer = _answer_lock(answer_id=answer_id)
+    answer = answer_lock(answer_id=answer_id)
     if answer.version != expected_version:
         raise StaleAnswer(current=answer)
     value = None if text is None else text.strip()

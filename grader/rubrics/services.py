@@ -354,9 +354,8 @@ def rubric_change_revert(*, change_id: int, user: User) -> RubricChange:
     ``StaleAnswer`` when the answer's scores or feedback changed again since, ``ExamFinishedRefused``
     on a finished exam, ``RubricRefused`` when the rubric's dimensions changed since. Returns the new
     change."""
-    change = RubricChange.objects.select_related("answer__question").get(pk=change_id)
-    grading_services._exam_lock_open(exam_id=change.answer.question.exam_id)
-    answer = Answer.objects.select_for_update().select_related("question", "script").get(pk=change.answer_id)
+    change = RubricChange.objects.get(pk=change_id)
+    answer = grading_services.answer_lock(answer_id=change.answer_id)
     current = _state(answer_id=answer.pk)
     if not _states_equal(current, change.new):
         raise StaleAnswer(current=answer, message=f"{answer}'s scores or feedback were changed again after this "
